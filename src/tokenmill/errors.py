@@ -1,0 +1,78 @@
+"""Error types of tokenmill.
+
+Every error a user can cause is a :class:`TokenmillError`, so a command line or a training script can catch one
+type and print a message that says what to do. Errors about input data carry where the bad data is (file, line or
+row, field) because "invalid JSON" alone sends the user hunting through terabytes.
+"""
+
+from __future__ import annotations
+
+
+class TokenmillError(Exception):
+    """Base class of every error tokenmill raises on purpose."""
+
+
+class ConfigError(TokenmillError):
+    """An option, a YAML config or a recipe is invalid."""
+
+
+class TokenizerError(TokenmillError):
+    """A tokenizer cannot be loaded, or does not match what a cache or model expects."""
+
+
+class CacheError(TokenmillError):
+    """A token cache is missing, incomplete, or was built in a way that conflicts with the request."""
+
+
+class StateError(TokenmillError):
+    """A saved iterator state does not fit the dataset or pipeline it is loaded into."""
+
+
+class SourceError(TokenmillError):
+    """A source file cannot be listed, opened or read.
+
+    ``reason`` is a short machine-readable code (``"malformed_json"``, ``"missing_field"``, ...); it is the key
+    under which ``--on-error skip`` counts the record in the manifest.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        row: int | None = None,
+        field: str | None = None,
+        reason: str = "unreadable",
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.row = row
+        self.field = field
+        self.reason = reason
+        self.detail = message
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = self.path or "<unknown source>"
+        if self.line is not None:
+            where += f", line {self.line}"
+        if self.row is not None:
+            where += f", row {self.row}"
+        if self.field is not None:
+            where += f", field {self.field!r}"
+        return f"{where}: {self.detail}"
+
+    def __reduce__(self):  # keeps the fields when the error crosses a process boundary
+        return (
+            _rebuild_source_error,
+            (type(self), self.detail, self.path, self.line, self.row, self.field, self.reason),
+        )
+
+
+class RecordError(SourceError):
+    """One record is bad (malformed, a missing or mistyped field, empty); ``--on-error skip`` may skip it."""
+
+
+def _rebuild_source_error(cls, message, path, line, row, field, reason):
+    return cls(message, path=path, line=line, row=row, field=field, reason=reason)
