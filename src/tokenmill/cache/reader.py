@@ -1,0 +1,233 @@
+"""Random access to a token cache.
+
+The loader needs two things without scanning: which rows belong to a split, and where token N of the split's
+concatenated stream lives. :class:`SplitIndex` holds both as numpy arrays built from three small columns
+(``piece``, ``num_tokens``, ``split_hash``) and is saved under ``index/`` per Lance version, so opening a large
+cache a second time reads one small file.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+import lance
+import numpy as np
+import pyarrow as pa
+
+from tokenmill.cache import store
+from tokenmill.cache.layout import TOKENS_DATASET
+from tokenmill.cache.manifest import Manifest, read_manifest
+from tokenmill.errors import CacheError
+
+SPLITS = ("train", "validation")
+INDEX_DIR = "index"
+
+
+@dataclass(frozen=True)
+class SplitIndex:
+    """Rows of one split in cache order and the cumulative token offsets of the split's concatenated stream."""
+
+    split: str
+    rows: np.ndarray  # int64[n]: row offsets in the Lance dataset
+    token_offsets: np.ndarray  # int64[n + 1]
+    doc_start: np.ndarray  # bool[n]: the row begins a document
+    trained: np.ndarray  # uint32[n]: trained tokens per row
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.rows)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.token_offsets[-1])
+
+    @property
+    def num_documents(self) -> int:
+        return int(self.doc_start.sum())
+
+    def document_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end token offsets of every document of the split (documents may span several rows)."""
+        starts = self.token_offsets[:-1][self.doc_start]
+        ends = np.append(starts[1:], self.token_offsets[-1])
+        return starts, ends
+
+
+def threshold_for(manifest: Manifest, hashes_of_documents: np.ndarray | None = None) -> int:
+    """The split hash below which a document is in the validation split."""
+    if manifest.split_threshold is not None:
+        return int(manifest.split_threshold)
+    validation = manifest.validation or {}
+    if "fraction" in validation:
+        return int(float(validation["fraction"]) * 2.0**64)
+    if "count" in validation and hashes_of_documents is not None:
+        count = int(validation["count"])
+        if count <= 0 or len(hashes_of_documents) == 0:
+            return 0
+        if count >= len(hashes_of_documents):
+            return 2**64
+        return int(np.partition(hashes_of_documents, count - 1)[count - 1]) + 1
+    return 0
+
+
+class CacheReader:
+    """Read-only view of one version of a cache (the latest committed one by default)."""
+
+    def __init__(self, cache: str, storage_options: dict[str, str] | None = None, version: int | None = None):
+        self.cache = str(cache)
+        self.storage_options = storage_options
+        self.manifest = read_manifest(self.cache, storage_options)
+        uri = store.join(self.cache, TOKENS_DATASET)
+        if not store.exists(uri, storage_options):
+            raise CacheError(f"{self.cache} has no committed tokens yet")
+        try:
+            self.dataset = lance.dataset(uri, version=version, storage_options=storage_options)
+        except (ValueError, OSError) as exc:
+            raise CacheError(f"{self.cache}: cannot open the Lance dataset: {exc}") from exc
+        self._indexes: dict[str, SplitIndex] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> int:
+        return self.dataset.version
+
+    def latest_version(self) -> int:
+        return lance.dataset(store.join(self.cache, TOKENS_DATASET), storage_options=self.storage_options).version
+
+    def refresh(self) -> bool:
+        """Move to the latest committed version; True when it changed (a prepare appended since)."""
+        latest = self.latest_version()
+        if latest == self.version:
+            return False
+        self.manifest = read_manifest(self.cache, self.storage_options)
+        self.dataset = lance.dataset(
+            store.join(self.cache, TOKENS_DATASET), version=latest, storage_options=self.storage_options
+        )
+        self._indexes.clear()
+        return True
+
+    @cached_property
+    def tokenizer(self):
+        from tokenmill.tokenizer import load_tokenizer
+
+        tok_dir = store.join(self.cache, "tokenizer")
+        if not store.is_local(tok_dir):  # tokenizers load from local files: copy the small folder once
+            import tempfile
+
+            fs, path = store.get_fs(tok_dir, self.storage_options)
+            local = tempfile.mkdtemp(prefix="tokenmill-tok-")
+            fs.get(path + "/", local + "/", recursive=True)
+            tok_dir = local
+        return load_tokenizer(store.local_path(tok_dir))
+
+    @property
+    def splits(self) -> list[str]:
+        return [s for s in SPLITS if self.split_index(s).num_rows > 0]
+
+    @property
+    def has_loss_mask(self) -> bool:
+        return any(s.trained_tokens != s.tokens for s in self.manifest.splits.values()) or any(
+            int(ix.trained.sum()) != ix.num_tokens for ix in (self.split_index(s) for s in SPLITS)
+        )
+
+    # index ----------------------------------------------------------------------------------------------
+    def _index_uri(self) -> str:
+        return store.join(self.cache, INDEX_DIR, f"rows-v{self.version}.npz")
+
+    def _build_indexes(self) -> None:
+        uri = self._index_uri()
+        arrays: dict[str, np.ndarray] | None = None
+        if store.exists(uri, self.storage_options):
+            try:
+                arrays = store.read_npz(uri, self.storage_options)
+            except (OSError, ValueError):
+                arrays = None
+        if arrays is None:
+            table = self.dataset.to_table(columns=["piece", "num_tokens", "num_trained", "split_hash"])
+            piece = table.column("piece").to_numpy()
+            num_tokens = table.column("num_tokens").to_numpy().astype(np.int64)
+            trained = table.column("num_trained").to_numpy()
+            hashes = table.column("split_hash").to_numpy()
+            threshold = threshold_for(self.manifest, hashes[piece == 0])
+            is_val = hashes < np.uint64(min(threshold, 2**64 - 1)) if threshold > 0 else np.zeros(len(piece), bool)
+            if threshold >= 2**64:
+                is_val[:] = True
+            arrays = {"piece": piece, "num_tokens": num_tokens, "trained": trained, "is_val": is_val}
+            if self.manifest.complete:
+                try:
+                    store.write_npz(uri, self.storage_options, **arrays)
+                except OSError:
+                    pass  # a read-only cache still works, it just rebuilds the index on open
+        for split, select in (("train", ~arrays["is_val"]), ("validation", arrays["is_val"])):
+            rows = np.flatnonzero(select).astype(np.int64)
+            offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+            np.cumsum(arrays["num_tokens"][rows], out=offsets[1:])
+            self._indexes[split] = SplitIndex(
+                split, rows, offsets, arrays["piece"][rows] == 0, arrays["trained"][rows].astype(np.uint32)
+            )
+
+    def split_index(self, split: str) -> SplitIndex:
+        if split not in SPLITS:
+            raise CacheError(f"unknown split {split!r}; a cache has the splits {', '.join(SPLITS)}")
+        with self._lock:
+            if split not in self._indexes:
+                self._build_indexes()
+        return self._indexes[split]
+
+    # reads ----------------------------------------------------------------------------------------------
+    def take_rows(
+        self, rows: np.ndarray, with_mask: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Token ids of the given Lance rows, flat, with per-row offsets; the flat loss mask or None if all trained."""
+        rows = np.asarray(rows, dtype=np.int64)
+        columns = ["input_ids", "loss_mask"] if with_mask else ["input_ids"]
+        table = self.dataset.take(pa.array(rows), columns=columns)
+        ids_col = table.column("input_ids").combine_chunks()
+        offsets = ids_col.offsets.to_numpy().astype(np.int64)
+        flat = ids_col.values.to_numpy()[offsets[0] : offsets[-1]]
+        offsets = offsets - offsets[0]
+        mask = None
+        if with_mask:
+            mask_col = table.column("loss_mask").combine_chunks()
+            if mask_col.null_count < len(mask_col):
+                mask = np.ones(len(flat), dtype=bool)
+                valid = ~np.asarray(mask_col.is_null().to_numpy(zero_copy_only=False))
+                values = mask_col.flatten().to_numpy(zero_copy_only=False)
+                lengths = np.diff(offsets)[valid]
+                starts = offsets[:-1][valid]
+                positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+                mask[positions] = values
+        return flat, offsets, mask
+
+    def read_windows(
+        self, split: str, starts: np.ndarray, length: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Tokens ``[s, s + length)`` of the split's concatenated stream for every start ``s``, in one take."""
+        index = self.split_index(split)
+        starts = np.asarray(starts, dtype=np.int64)
+        if len(starts) == 0:
+            return np.zeros((0, length), dtype=np.int64), None
+        if starts.min() < 0 or starts.max() + length > index.num_tokens:
+            raise CacheError(f"window out of range of split {split!r} ({index.num_tokens} tokens)")
+        first = np.searchsorted(index.token_offsets, starts, side="right") - 1
+        last = np.searchsorted(index.token_offsets, starts + length, side="left") - 1
+        counts = last - first + 1
+        needed = np.unique(np.repeat(last, counts) - _ragged_arange(counts))
+        flat, offsets, mask = self.take_rows(index.rows[needed])
+        # rows of a split are taken in split order, so a window is contiguous in `flat`
+        pos_of_needed = np.searchsorted(needed, first)
+        flat_start = offsets[pos_of_needed] + (starts - index.token_offsets[first])
+        gather = flat_start[:, None] + np.arange(length)
+        # a window spanning a row that was not taken would break contiguity; `needed` holds every spanned row
+        ids = flat[gather]
+        return ids, (mask[gather] if mask is not None else None)
+
+
+def _ragged_arange(counts: np.ndarray) -> np.ndarray:
+    """For counts [2, 3] -> [1, 0, 2, 1, 0]: offsets back from each group's last element."""
+    total = int(counts.sum())
+    ends = np.cumsum(counts)
+    idx = np.arange(total)
+    group_end = np.repeat(ends, counts)
+    return group_end - 1 - idx
