@@ -1,6 +1,12 @@
 """The Lance token cache: layout, manifest, resumable writer and random-access reader."""
 
-from tokenmill.cache.layout import DEFAULT_ROW_TOKENS, cache_schema, documents_to_batch, split_hash, token_dtype
+from tokenmill.cache.layout import (
+    DEFAULT_ROW_TOKENS,
+    cache_schema,
+    documents_to_batch,
+    split_hash,
+    token_dtype,
+)
 from tokenmill.cache.manifest import Manifest, SplitStats, read_manifest, write_manifest
 from tokenmill.cache.reader import SPLITS, CacheReader, SplitIndex
 from tokenmill.cache.writer import CacheCommitter, LedgerState, write_fragments

@@ -70,10 +70,15 @@ def documents_to_batch(
     offsets = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(row_len, out=offsets[1:])
     # rows are contiguous in `flat` (pieces follow each other), so `offsets` index it directly
-    input_ids = pa.LargeListArray.from_arrays(offsets, pa.array(flat)).cast(pa.list_(pa.from_numpy_dtype(dtype)))
+    input_ids = pa.LargeListArray.from_arrays(offsets, pa.array(flat)).cast(
+        pa.list_(pa.from_numpy_dtype(dtype))
+    )
 
     flat_mask = np.concatenate(
-        [m.astype(bool, copy=False) if m is not None else np.ones(n, dtype=bool) for m, n in zip(masks, doc_len)]
+        [
+            m.astype(bool, copy=False) if m is not None else np.ones(n, dtype=bool)
+            for m, n in zip(masks, doc_len)
+        ]
     )
     masked_prefix = np.zeros(len(flat_mask) + 1, dtype=np.int64)
     np.cumsum(~flat_mask, out=masked_prefix[1:])

@@ -87,7 +87,9 @@ def manifest_uri(cache: str) -> str:
 def read_manifest(cache: str, storage_options: dict[str, str] | None = None) -> Manifest:
     uri = manifest_uri(cache)
     if not store.exists(uri, storage_options):
-        raise CacheError(f"{cache} is not a tokenmill cache (no {MANIFEST_NAME}); build one with `tokenmill prepare`")
+        raise CacheError(
+            f"{cache} is not a tokenmill cache (no {MANIFEST_NAME}); build one with `tokenmill prepare`"
+        )
     return Manifest.from_json(store.read_json(uri, storage_options))
 
 

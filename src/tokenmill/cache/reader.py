@@ -93,7 +93,9 @@ class CacheReader:
         return self.dataset.version
 
     def latest_version(self) -> int:
-        return lance.dataset(store.join(self.cache, TOKENS_DATASET), storage_options=self.storage_options).version
+        return lance.dataset(
+            store.join(self.cache, TOKENS_DATASET), storage_options=self.storage_options
+        ).version
 
     def refresh(self) -> bool:
         """Move to the latest committed version; True when it changed (a prepare appended since)."""
@@ -150,7 +152,9 @@ class CacheReader:
             trained = table.column("num_trained").to_numpy()
             hashes = table.column("split_hash").to_numpy()
             threshold = threshold_for(self.manifest, hashes[piece == 0])
-            is_val = hashes < np.uint64(min(threshold, 2**64 - 1)) if threshold > 0 else np.zeros(len(piece), bool)
+            is_val = (
+                hashes < np.uint64(min(threshold, 2**64 - 1)) if threshold > 0 else np.zeros(len(piece), bool)
+            )
             if threshold >= 2**64:
                 is_val[:] = True
             arrays = {"piece": piece, "num_tokens": num_tokens, "trained": trained, "is_val": is_val}
@@ -196,7 +200,9 @@ class CacheReader:
                 values = mask_col.flatten().to_numpy(zero_copy_only=False)
                 lengths = np.diff(offsets)[valid]
                 starts = offsets[:-1][valid]
-                positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+                positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(
+                    lengths.sum()
+                )
                 mask[positions] = values
         return flat, offsets, mask
 
