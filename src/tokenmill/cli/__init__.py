@@ -1,0 +1,53 @@
+"""The ``tokenmill`` command line: each subcommand is a module with ``add_parser(subparsers)`` and ``run(args)``.
+
+The CLI only parses, calls one API function and prints; every behaviour lives in the library so scripts get it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from tokenmill import __version__
+from tokenmill.errors import TokenmillError
+
+SUBCOMMANDS = ["prepare", "inspect", "tokenizer", "batches", "train", "plot"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tokenmill",
+        description="Raw text to training-ready token batches: prepare a Lance token cache, load it, train on it.",
+    )
+    parser.add_argument("--version", action="version", version=f"tokenmill {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"tokenmill.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"tokenmill.cli.{name}":
+                continue  # a subcommand whose module is not part of this build
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except TokenmillError as exc:
+        print(f"tokenmill {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"tokenmill {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

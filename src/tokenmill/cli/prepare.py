@@ -1,0 +1,164 @@
+"""``tokenmill prepare``: build (or resume, extend, confirm) a token cache."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import yaml
+
+from tokenmill.cli._common import human, parse_key_values, parse_number, print_json
+from tokenmill.config import load_yaml
+
+# command-line flag -> record-format option (the formats layer validates the values)
+FORMAT_FLAGS = {
+    "format": "format",
+    "prompt_key": "prompt_key",
+    "completion_key": "completion_key",
+    "prompt_mask": "prompt_mask",
+    "messages_key": "messages_key",
+    "train_on": "train_on",
+    "tokens_key": "tokens_key",
+}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="tokenize sources into a resumable Lance token cache",
+        description="Read SOURCEs (paths or URLs, brace patterns, globs), tokenize them in parallel and write a "
+        "versioned Lance token cache. Run the same command again to resume a killed build.",
+    )
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="files, URLs, brace patterns or globs")
+    p.add_argument("--config", help="YAML file with prepare options (flags override it)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
+    p.add_argument(
+        "--tokenizer", help="tokenizer.json, HF name or folder, tiktoken name or .tiktoken file, or 'bytes'"
+    )
+    p.add_argument("--output", "-o", help="cache folder or URL")
+    p.add_argument(
+        "--input-format", choices=["jsonl", "parquet", "csv", "cbor", "text"], help="override detection"
+    )
+    p.add_argument("--text-key", help="field holding the text (default: text)")
+    p.add_argument(
+        "--text-split", choices=["document", "lines"], help="text files: one document per file or line"
+    )
+    p.add_argument("--format", choices=["auto", "text", "prompt-completion", "columns", "chat", "tokens"])
+    p.add_argument("--prompt-key")
+    p.add_argument("--completion-key")
+    p.add_argument("--no-prompt-mask", dest="prompt_mask", action="store_false", default=None)
+    p.add_argument("--messages-key")
+    p.add_argument("--train-on", choices=["assistant", "all"])
+    p.add_argument("--tokens-key")
+    p.add_argument("--set-format", action="append", metavar="KEY=VALUE", help="any record-format option")
+    p.add_argument("--min-tokens", type=int)
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--truncate", choices=["left", "right", "drop"])
+    p.add_argument("--max-documents", type=int, help="take the first N documents and stop reading")
+    p.add_argument("--max-total-tokens", type=int, help="take documents until N tokens and stop reading")
+    p.add_argument("--validation", help="validation split: a fraction (0.01) or a document count (500)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=int, help="worker processes (default: all cores; 0 = in this process)")
+    p.add_argument(
+        "--on-error", choices=["raise", "skip"], help="bad records: stop (default) or skip and count"
+    )
+    p.add_argument("--row-tokens", type=int, help="longest cache row; longer documents span several rows")
+    p.add_argument("--append", action="store_true", default=None, help="add new sources to an existing cache")
+    p.add_argument("--overwrite", action="store_true", default=None, help="rebuild a cache made differently")
+    p.add_argument("--executor", choices=["local", "ray"])
+    p.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
+    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE", help="object-store option")
+    p.add_argument(
+        "--hf-dataset", help="a Hugging Face dataset name or save_to_disk folder (needs `datasets`)"
+    )
+    p.add_argument("--hf-config")
+    p.add_argument("--hf-split", default=None)
+    p.add_argument("--trust-remote-code", action="store_true", default=None)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.set_defaults(run=run)
+
+
+def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
+    """YAML values first, then every flag the user gave."""
+    data: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    if args.sources:
+        data["sources"] = list(args.sources)
+    simple = [
+        "tokenizer",
+        "output",
+        "input_format",
+        "text_key",
+        "text_split",
+        "min_tokens",
+        "max_tokens",
+        "truncate",
+        "max_documents",
+        "max_total_tokens",
+        "seed",
+        "workers",
+        "on_error",
+        "row_tokens",
+        "append",
+        "overwrite",
+        "executor",
+        "ray_address",
+        "trust_remote_code",
+    ]
+    for name in simple:
+        value = getattr(args, name)
+        if value is not None:
+            data[name] = value
+    if args.validation is not None:
+        data["validation"] = parse_number(args.validation, "--validation")
+    fmt = dict(data.get("format") or {})
+    for flag, key in FORMAT_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            fmt[key] = value
+    for key, value in parse_key_values(args.set_format, "--set-format").items():
+        fmt[key] = yaml.safe_load(value) if value else value
+    if fmt:
+        data["format"] = fmt
+    options = parse_key_values(args.storage_option, "--storage-option")
+    if options:
+        data["storage_options"] = {**(data.get("storage_options") or {}), **options}
+    if args.hf_dataset:
+        hf = {"name": args.hf_dataset}
+        if args.hf_config:
+            hf["config"] = args.hf_config
+        if args.hf_split:
+            hf["split"] = args.hf_split
+        data["hf"] = hf
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    from tokenmill.prepare import PrepareConfig, prepare
+
+    data = resolve_config(args)
+    config = PrepareConfig.from_dict(data, where=args.config or "prepare options")
+    if args.print_config:
+        shown = config.public_dict()
+        yaml.safe_dump(shown, sys.stdout, sort_keys=False)
+        return 0
+    summary = prepare(config, progress=args.progress)
+    if args.json:
+        print_json(summary.to_json())
+        return 0
+    if summary.status == "nothing to do":
+        print(
+            f"{summary.output}: already complete ({summary.documents} documents, {summary.tokens} tokens); nothing to do"
+        )
+        return 0
+    print(
+        f"{summary.output}: {summary.status}: {summary.documents} documents, {summary.tokens} tokens "
+        f"({human(summary.tokens_per_s)} tokens/s this run, {summary.seconds:.1f} s)"
+    )
+    for name, split in summary.splits.items():
+        print(f"  {name:<10} {split['documents']:>10} documents {split['tokens']:>14} tokens")
+    if summary.skipped:
+        skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary.skipped.items()))
+        print(f"  skipped    {skipped}")
+    return 0

@@ -1,0 +1,761 @@
+"""prepare: sources -> records -> token ids + loss masks -> a versioned, resumable Lance token cache.
+
+The coordinator (this process) plans work units, hands them to an executor (spawned local processes by default,
+Ray tasks on a cluster), and commits the fragments each unit wrote *in plan order*, so the cache is the same
+whatever the number of workers and a killed build resumes from the last committed unit (see
+:mod:`tokenmill.cache.writer` for the ledger). Workers never hold more than one batch of documents in memory.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tokenmill.cache import store
+from tokenmill.cache.layout import (
+    DEFAULT_ROW_TOKENS,
+    TOKENS_DATASET,
+    cache_schema,
+    documents_to_batch,
+    split_hash,
+    token_dtype,
+)
+from tokenmill.cache.manifest import Manifest, SplitStats, read_manifest, write_manifest
+from tokenmill.cache.reader import CacheReader, threshold_for
+from tokenmill.cache.writer import CacheCommitter, LedgerState, write_fragments
+from tokenmill.config import from_dict
+from tokenmill.errors import CacheError, ConfigError, RecordError, SourceError, TokenmillError
+
+# Reasons that come from the user's own length/mask policy: always counted and skipped, never an error.
+POLICY_REASONS = frozenset({"too_short", "too_long", "all_masked"})
+RECORDS_PER_BATCH = 1024
+TOKENS_PER_ROW_BATCH = 1 << 20
+
+
+@dataclass
+class PrepareConfig:
+    """Every option of ``tokenmill prepare`` (the YAML config mirrors these names)."""
+
+    sources: list[str] = field(default_factory=list)
+    output: str = ""
+    tokenizer: str = ""
+    input_format: str | None = None
+    text_split: str = "document"
+    format: dict[str, Any] = field(default_factory=dict)
+    text_key: str | None = None
+    min_tokens: int | None = None
+    max_tokens: int | None = None
+    truncate: str | None = None
+    max_documents: int | None = None
+    max_total_tokens: int | None = None
+    validation: float | int | None = None
+    seed: int = 0
+    workers: int | None = None
+    on_error: str = "raise"
+    row_tokens: int = DEFAULT_ROW_TOKENS
+    unit_bytes: int = 64 << 20
+    add_bos: bool | None = None
+    add_eos: bool | None = None
+    append: bool = False
+    overwrite: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
+    hf: dict[str, Any] | None = None
+    trust_remote_code: bool = False
+    storage_options: dict[str, str] | None = None
+
+    # options that change how a build runs, not what it builds
+    RUN_OPTIONS = (
+        "sources",
+        "output",
+        "workers",
+        "on_error",
+        "append",
+        "overwrite",
+        "executor",
+        "ray_address",
+        "storage_options",
+        "unit_bytes",
+        "tokenizer",
+        "hf",
+    )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "prepare config") -> PrepareConfig:
+        config = from_dict(cls, data, where)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.on_error not in ("raise", "skip"):
+            raise ConfigError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.text_split not in ("document", "lines"):
+            raise ConfigError(f"text_split must be 'document' or 'lines', got {self.text_split!r}")
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"executor must be 'local' or 'ray', got {self.executor!r}")
+        if self.row_tokens < 16:
+            raise ConfigError("row_tokens must be at least 16")
+        if self.validation is not None:
+            v = self.validation
+            if isinstance(v, float) and not 0 <= v < 1:
+                raise ConfigError(f"validation as a fraction must be in [0, 1), got {v}")
+            if isinstance(v, int) and v < 0:
+                raise ConfigError(f"validation as a count must be >= 0, got {v}")
+        for name in ("min_tokens", "max_tokens", "max_documents", "max_total_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+
+    def format_options(self) -> dict[str, Any]:
+        """The record-format options, with the top-level shortcuts folded in."""
+        options = dict(self.format)
+        for name in ("text_key", "min_tokens", "max_tokens", "truncate", "add_bos", "add_eos"):
+            value = getattr(self, name)
+            if value is not None:
+                options[name] = value
+        return options
+
+    def identity(self) -> dict[str, Any]:
+        """The options that decide the content of a cache: two builds with equal identities agree."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUN_OPTIONS}
+        out["format"] = self.format_options()
+        return out
+
+    def public_dict(self) -> dict[str, Any]:
+        """The configuration as saved in the manifest: credentials are never written."""
+        out = dataclasses.asdict(self)
+        out["storage_options"] = sorted(self.storage_options or {})  # the keys only
+        return out
+
+
+@dataclass
+class PrepareSummary:
+    output: str
+    status: str
+    documents: int
+    tokens: int
+    trained_tokens: int
+    splits: dict[str, dict[str, int]]
+    skipped: dict[str, int]
+    seconds: float
+    tokens_this_run: int = 0
+    bytes_this_run: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_this_run / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["tokens_per_s"] = round(self.tokens_per_s, 1)
+        out["mb_per_s"] = round(self.bytes_this_run / 1e6 / self.seconds, 2) if self.seconds > 0 else 0.0
+        return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Work units
+# --------------------------------------------------------------------------------------------------------
+
+
+def _plan(config: PrepareConfig) -> list[dict[str, Any]]:
+    """The work units of a build as JSON-able dicts (stored in the ledger so a resume splits the same way)."""
+    if config.hf is not None:
+        return [{"kind": "hf", "hf": config.hf, "bytes": 0, "urls": [f"hf:{config.hf.get('name', '')}"]}]
+    from tokenmill.sources import expand_urls, plan_units
+
+    if not config.sources:
+        raise ConfigError("no sources given: name files, URLs, brace patterns or globs to prepare")
+    urls = expand_urls(config.sources, storage_options=config.storage_options)
+    units = plan_units(
+        urls, config.input_format, target_bytes=config.unit_bytes, storage_options=config.storage_options
+    )
+    out = []
+    for unit in units:
+        data = unit.to_json()
+        out.append(
+            {
+                "kind": "files",
+                "unit": data,
+                "bytes": int(getattr(unit, "num_bytes", 0) or 0),
+                "urls": sorted(set(_unit_urls(data))),
+            }
+        )
+    return out
+
+
+def _unit_urls(data: Any) -> Iterator[str]:
+    """Every URL named inside a unit's JSON (used for per-source progress)."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in ("url", "path") and isinstance(value, str):
+                yield value
+            else:
+                yield from _unit_urls(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _unit_urls(item)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Worker side (runs in spawned processes or Ray tasks)
+# --------------------------------------------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def init_worker(payload: dict[str, Any]) -> None:
+    """Load the tokenizer and formatter once per worker process."""
+    threads = payload.get("tokenizer_threads")
+    if threads:
+        os.environ["RAYON_NUM_THREADS"] = str(threads)
+        os.environ["RAYON_RS_NUM_CPUS"] = str(threads)
+    from tokenmill.formats import FormatConfig, RecordFormatter
+    from tokenmill.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(
+        payload["tokenizer_dir"], trust_remote_code=payload.get("trust_remote_code", False)
+    )
+    config = PrepareConfig.from_dict(payload["config"])
+    _WORKER.clear()
+    _WORKER.update(
+        config=config,
+        tokenizer=tokenizer,
+        formatter=RecordFormatter(FormatConfig.from_dict(config.format_options()), tokenizer),
+        dtype=np.dtype(payload["dtype"]),
+        schema=cache_schema(np.dtype(payload["dtype"])),
+    )
+
+
+def _iter_unit_records(
+    unit: dict[str, Any], config: PrepareConfig, on_bad: Callable[[RecordError], None] | None
+):
+    if unit["kind"] == "hf":
+        from tokenmill.sources import read_hf
+
+        spec = dict(unit["hf"])
+        name = spec.pop("name", None) or spec.pop("path", None)
+        yield from read_hf(name, **spec)
+        return
+    from tokenmill.sources import WorkUnit
+
+    work = WorkUnit.from_json(unit["unit"])
+    kwargs: dict[str, Any] = {"text_split": config.text_split, "storage_options": config.storage_options}
+    if on_bad is not None:
+        kwargs["on_error"] = on_bad
+    yield from work.iter_records(**kwargs)
+
+
+def process_unit(task: dict[str, Any]) -> dict[str, Any]:
+    """Tokenize one work unit and write its rows as uncommitted Lance fragments; returns metadata and counts."""
+    if not _WORKER:
+        init_worker(task["payload"])
+    config: PrepareConfig = _WORKER["config"]
+    formatter = _WORKER["formatter"]
+    skip = config.on_error == "skip"
+    stats: dict[str, Any] = {"documents": 0, "tokens": 0, "records": 0, "skipped": {}}
+    limit_docs = task.get("limit_documents")
+    limit_tokens = task.get("limit_tokens")
+    stop = False
+
+    def count_skip(reason: str) -> None:
+        stats["skipped"][reason] = stats["skipped"].get(reason, 0) + 1
+
+    def on_bad(err: RecordError) -> None:
+        count_skip(err.reason)
+
+    def batches() -> Iterator[Any]:
+        nonlocal stop
+        ids: list[np.ndarray] = []
+        masks: list[np.ndarray | None] = []
+        hashes: list[int] = []
+        pending_tokens = 0
+        for chunk in _chunks(_iter_unit_records(task["unit"], config, on_bad if skip else None)):
+            stats["records"] += len(chunk)
+            results = formatter.encode_records([r.record for r in chunk])
+            for rec, res in zip(chunk, results):
+                if isinstance(res, RecordError):
+                    if res.reason in POLICY_REASONS or skip:
+                        count_skip(res.reason)
+                        continue
+                    raise RecordError(
+                        res.detail,
+                        path=rec.path,
+                        line=rec.line,
+                        row=rec.row,
+                        field=res.field,
+                        reason=res.reason,
+                    )
+                doc = np.asarray(res.ids)
+                if limit_docs is not None and stats["documents"] >= limit_docs:
+                    stop = True
+                    break
+                if limit_tokens is not None and stats["tokens"] + len(doc) > limit_tokens:
+                    stop = True
+                    break
+                ids.append(doc)
+                masks.append(res.mask)
+                hashes.append(split_hash(doc, config.seed))
+                stats["documents"] += 1
+                stats["tokens"] += len(doc)
+                pending_tokens += len(doc)
+                if pending_tokens >= TOKENS_PER_ROW_BATCH:
+                    yield documents_to_batch(ids, masks, hashes, _WORKER["dtype"], config.row_tokens)
+                    ids, masks, hashes, pending_tokens = [], [], [], 0
+            if stop:
+                break
+        if ids:
+            yield documents_to_batch(ids, masks, hashes, _WORKER["dtype"], config.row_tokens)
+
+    fragments = write_fragments(batches(), task["output"], _WORKER["schema"], config.storage_options)
+    return {"index": task["index"], "fragments": fragments, "stats": stats, "stopped": stop}
+
+
+def _chunks(records: Iterator[Any], size: int = RECORDS_PER_BATCH) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for rec in records:
+        chunk.append(rec)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# --------------------------------------------------------------------------------------------------------
+# Executors
+# --------------------------------------------------------------------------------------------------------
+
+
+class LocalExecutor:
+    """Spawned worker processes (Lance is not fork-safe). ``workers=0`` runs units in this process."""
+
+    def __init__(self, workers: int, payload: dict[str, Any]) -> None:
+        self.workers = workers
+        self.payload = payload
+        self.pool: cf.Executor | None = None
+        self.max_in_flight = max(1, workers) + 1
+
+    def _pool(self) -> cf.Executor:
+        if self.pool is None:
+            if self.workers == 0:
+                init_worker(self.payload)
+                self.pool = cf.ThreadPoolExecutor(max_workers=1)
+            else:
+                self.pool = cf.ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=mp.get_context("spawn"),
+                    initializer=init_worker,
+                    initargs=(self.payload,),
+                )
+        return self.pool
+
+    def submit(self, task: dict[str, Any]) -> cf.Future:
+        return self._pool().submit(process_unit, task)
+
+    def restart(self) -> None:
+        """Replace a pool that lost a worker (killed, out of memory): its unfinished units are resubmitted."""
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+def make_executor(config: PrepareConfig, payload: dict[str, Any]):
+    workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
+    if config.executor == "ray":
+        from tokenmill.ray_executor import RayExecutor
+
+        return RayExecutor(workers, payload, address=config.ray_address)
+    return LocalExecutor(workers, payload)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Coordinator
+# --------------------------------------------------------------------------------------------------------
+
+
+def _identity_hash(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys) or "(unknown)"
+
+
+def _save_tokenizer(tokenizer, cache: str, storage_options) -> None:
+    target = store.join(cache, "tokenizer")
+    if store.is_local(target):
+        tokenizer.save(store.local_path(target))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save(tmp)
+        for name in os.listdir(tmp):
+            with open(os.path.join(tmp, name), "rb") as f:
+                store.write_bytes(store.join(target, name), f.read(), storage_options)
+
+
+def _add_counts(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    out = dict(total)
+    for key in ("documents", "tokens", "records", "bytes"):
+        out[key] = out.get(key, 0) + part.get(key, 0)
+    skipped = dict(out.get("skipped", {}))
+    for reason, n in part.get("skipped", {}).items():
+        skipped[reason] = skipped.get(reason, 0) + n
+    out["skipped"] = skipped
+    return out
+
+
+class _Progress:
+    """A progress bar on a terminal (documents, tokens, MB/s, ETA from bytes); silent in pipes and CI."""
+
+    def __init__(self, enabled: bool | None, total_bytes: int, done_bytes: int) -> None:
+        if enabled is None:
+            enabled = sys.stderr.isatty() and not os.environ.get("CI")
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total_bytes or None,
+                initial=done_bytes,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1000,
+                desc="prepare",
+                file=sys.stderr,
+            )
+
+    def update(self, nbytes: int, stats: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(docs=stats.get("documents", 0), tokens=stats.get("tokens", 0), refresh=False)
+            self.bar.update(nbytes)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSummary:
+    """Build, resume, extend or confirm a token cache as ``config`` describes; see the module docstring."""
+    from tokenmill.tokenizer import load_tokenizer
+
+    config.validate()
+    started = time.perf_counter()
+    if not config.output:
+        raise ConfigError("no output given: name the cache folder or URL with --output")
+    cache = config.output.rstrip("/")
+    so = config.storage_options
+    if not config.tokenizer:
+        existing_tok = store.join(cache, "tokenizer")
+        if not store.exists(existing_tok, so):
+            raise ConfigError(
+                "no tokenizer given: pass --tokenizer (a tokenizer.json, HF name/folder, tiktoken, bytes)"
+            )
+        config.tokenizer = existing_tok
+    tokenizer = load_tokenizer(config.tokenizer, trust_remote_code=config.trust_remote_code)
+    dtype = token_dtype(tokenizer.vocab_size)
+    schema = cache_schema(dtype)
+    committer = CacheCommitter(cache, schema, so)
+    identity = config.identity()
+    identity["tokenizer_fingerprint"] = tokenizer.fingerprint
+
+    manifest: Manifest | None = None
+    if store.exists(store.join(cache, "manifest.json"), so):
+        if config.overwrite:
+            committer.reset()
+        else:
+            manifest = read_manifest(cache, so)
+            old_identity = dict(manifest.config.get("identity", {}))
+            if old_identity != identity:
+                raise CacheError(
+                    f"{cache} was built with a different tokenizer or configuration "
+                    f"({_describe_difference(old_identity, identity)}); pass --overwrite to rebuild it, "
+                    "or choose another --output"
+                )
+    elif config.overwrite:
+        committer.reset()
+
+    plan = committer.read_plan() if manifest is not None else None
+    status = "complete"
+    if plan is None:
+        units = _plan(config)
+        plan = {"identity": _identity_hash(identity), "sources": list(config.sources), "units": units}
+        committer.write_plan(plan)
+    elif manifest is not None:
+        new_sources = [s for s in config.sources if s not in plan["sources"]]
+        if config.append and new_sources:
+            extra = _plan(dataclasses.replace(config, sources=new_sources))
+            known = {json.dumps(u["unit"], sort_keys=True) for u in plan["units"] if "unit" in u}
+            extra = [u for u in extra if json.dumps(u.get("unit"), sort_keys=True) not in known]
+            plan["units"].extend(extra)
+            plan["sources"].extend(new_sources)
+            committer.write_plan(plan)
+            status = "appended"
+        elif new_sources and manifest.complete and not config.append:
+            raise CacheError(
+                f"{cache} was built from other sources ({', '.join(plan['sources'])}); pass --append to add "
+                f"{', '.join(new_sources)}, or --overwrite to rebuild"
+            )
+    state = committer.recover()
+    units = plan["units"]
+    if manifest is not None and manifest.complete and state.through >= len(units):
+        summary = _summary(cache, manifest, "nothing to do", time.perf_counter() - started, 0, 0)
+        return summary
+    if manifest is not None and state.through > 0 and status == "complete":
+        status = "resumed"
+
+    _save_tokenizer(tokenizer, cache, so)
+    if manifest is None:
+        manifest = Manifest(
+            tokenizer=tokenizer.to_json_meta(),
+            config={"identity": identity, "prepare": config.public_dict()},
+            dtype=dtype.name,
+            row_tokens=config.row_tokens,
+            validation=_validation_spec(config.validation),
+        )
+    manifest.complete = False
+    manifest.config["prepare"] = config.public_dict()
+    write_manifest(cache, manifest, so)
+
+    workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
+    payload = {
+        "tokenizer_dir": store.local_path(store.join(cache, "tokenizer"))
+        if store.is_local(cache)
+        else config.tokenizer,
+        "config": dataclasses.asdict(config),
+        "dtype": dtype.name,
+        "trust_remote_code": config.trust_remote_code,
+        "tokenizer_threads": max(1, (os.cpu_count() or 1) // max(1, workers)),
+    }
+    before = dict(state.stats)
+    executor = make_executor(config, payload)
+    bar = _Progress(progress, sum(u["bytes"] for u in units), sum(u["bytes"] for u in units[: state.through]))
+    try:
+        state = _run_units(config, cache, units, state, executor, committer, payload, bar, manifest)
+    finally:
+        bar.close()
+        executor.shutdown()
+
+    manifest = _finalize(cache, manifest, state, units, so)
+    elapsed = time.perf_counter() - started
+    return _summary(
+        cache,
+        manifest,
+        status,
+        elapsed,
+        state.stats.get("tokens", 0) - before.get("tokens", 0),
+        state.stats.get("bytes", 0) - before.get("bytes", 0),
+    )
+
+
+def _validation_spec(validation: float | int | None) -> dict[str, Any]:
+    if validation is None or validation == 0:
+        return {}
+    if isinstance(validation, float):
+        return {"fraction": validation}
+    return {"count": int(validation)}
+
+
+def _remaining(config: PrepareConfig, stats: dict[str, Any]) -> tuple[int | None, int | None]:
+    """Documents and tokens still allowed by --max-documents / --max-total-tokens (None: no limit)."""
+    docs = None if config.max_documents is None else config.max_documents - stats.get("documents", 0)
+    toks = None if config.max_total_tokens is None else config.max_total_tokens - stats.get("tokens", 0)
+    return docs, toks
+
+
+def _run_units(
+    config: PrepareConfig,
+    cache: str,
+    units: list[dict[str, Any]],
+    state: LedgerState,
+    executor,
+    committer: CacheCommitter,
+    payload: dict[str, Any],
+    bar: _Progress,
+    manifest: Manifest,
+) -> LedgerState:
+    """Dispatch units lazily, commit finished ones in plan order, apply the subset limits deterministically."""
+    next_unit = state.through
+    in_flight: dict[cf.Future, int] = {}
+    done: dict[int, dict[str, Any]] = {}
+    last_commit = 0.0
+    restarts = 0
+    finished = False
+
+    def task(i: int, **limits: int) -> dict[str, Any]:
+        return {"index": i, "unit": units[i], "output": cache, "payload": payload, **limits}
+
+    try:
+        while not finished:
+            docs_left, toks_left = _remaining(config, state.stats)
+            if (docs_left is not None and docs_left <= 0) or (toks_left is not None and toks_left <= 0):
+                break
+            while next_unit < len(units) and len(in_flight) < executor.max_in_flight:
+                in_flight[executor.submit(task(next_unit))] = next_unit
+                next_unit += 1
+            if not in_flight and state.through >= len(units):
+                break
+            ready, _ = cf.wait(list(in_flight), timeout=0.5, return_when=cf.FIRST_COMPLETED)
+            for fut in ready:
+                i = in_flight.pop(fut)
+                try:
+                    done[i] = fut.result()
+                except BrokenProcessPool:
+                    restarts += 1
+                    if restarts > 3:
+                        raise TokenmillError(
+                            "prepare workers keep dying (out of memory?); see the log above"
+                        ) from None
+                    for other in in_flight:
+                        other.cancel()
+                    lost = sorted({i} | set(in_flight.values()))
+                    in_flight.clear()
+                    executor.restart()
+                    for j in lost:
+                        if j not in done:
+                            in_flight[executor.submit(task(j))] = j
+                    break
+            # commit the finished prefix (at most every 0.5 s, or when everything is done)
+            prefix = []
+            j = state.through
+            while j in done:
+                prefix.append(j)
+                j += 1
+            if not prefix:
+                continue
+            if time.monotonic() - last_commit < 0.5 and in_flight and next_unit < len(units):
+                continue
+            fragments: list[dict[str, Any]] = []
+            stats = dict(state.stats)
+            through = state.through
+            for j in prefix:
+                result = done.pop(j)
+                unit_stats = dict(result["stats"], bytes=units[j]["bytes"])
+                docs_left, toks_left = _remaining(config, stats)
+                over_docs = docs_left is not None and unit_stats["documents"] > docs_left
+                over_toks = toks_left is not None and unit_stats["tokens"] > toks_left
+                if over_docs or over_toks:
+                    # redo this one unit with the exact remaining budget: the subset is the same on every run
+                    committer.discard(result["fragments"])
+                    limits = {}
+                    if docs_left is not None:
+                        limits["limit_documents"] = docs_left
+                    if toks_left is not None:
+                        limits["limit_tokens"] = toks_left
+                    result = executor.submit(task(j, **limits)).result()
+                    unit_stats = dict(result["stats"], bytes=units[j]["bytes"])
+                    finished = True
+                fragments.extend(result["fragments"])
+                stats = _add_counts(stats, unit_stats)
+                through = j + 1
+                bar.update(units[j]["bytes"], stats)
+                if finished:
+                    break
+            state = committer.commit(fragments, through, stats)
+            last_commit = time.monotonic()
+            manifest.skipped = dict(stats.get("skipped", {}))
+            if finished:
+                break
+    except BaseException:
+        for fut in in_flight:
+            fut.cancel()
+        # commit what finished in order before the failure, so the cache stays valid and a rerun resumes
+        prefix_fragments, stats, through = [], dict(state.stats), state.through
+        while through in done:
+            result = done.pop(through)
+            prefix_fragments.extend(result["fragments"])
+            stats = _add_counts(stats, dict(result["stats"], bytes=units[through]["bytes"]))
+            through += 1
+        if through > state.through:
+            state = committer.commit(prefix_fragments, through, stats)
+        for result in done.values():
+            committer.discard(result["fragments"])
+        manifest.skipped = dict(state.stats.get("skipped", {}))
+        write_manifest(cache, manifest, config.storage_options)
+        raise
+    # units never committed because a subset limit was reached
+    for result in done.values():
+        committer.discard(result["fragments"])
+    for fut in in_flight:
+        if fut.cancel():
+            continue
+        try:
+            committer.discard(fut.result()["fragments"])
+        except (TokenmillError, OSError, cf.CancelledError):
+            pass
+    return state
+
+
+def _finalize(cache: str, manifest: Manifest, state: LedgerState, units, storage_options) -> Manifest:
+    """Compute the split threshold and per-split counts from the committed rows, and mark the cache complete."""
+    manifest.skipped = dict(state.stats.get("skipped", {}))
+    manifest.lance_version = state.version
+    done_urls = {u for unit in units[: state.through] for u in unit["urls"]}
+    manifest.sources = [
+        {"url": u, "status": "done" if u in done_urls else "pending"}
+        for u in dict.fromkeys(u for unit in units for u in unit["urls"])
+    ]
+    if store.exists(store.join(cache, TOKENS_DATASET), storage_options) and state.version is not None:
+        import lance
+
+        ds = lance.dataset(store.join(cache, TOKENS_DATASET), storage_options=storage_options)
+        table = ds.to_table(columns=["piece", "num_tokens", "num_trained", "split_hash"])
+        piece = table.column("piece").to_numpy()
+        hashes = table.column("split_hash").to_numpy()
+        manifest.split_threshold = None
+        threshold = threshold_for(manifest, hashes[piece == 0])
+        manifest.split_threshold = threshold
+        is_val = (
+            hashes < np.uint64(min(threshold, 2**64 - 1)) if threshold < 2**64 else np.ones(len(hashes), bool)
+        )
+        tokens = table.column("num_tokens").to_numpy().astype(np.int64)
+        trained = table.column("num_trained").to_numpy().astype(np.int64)
+        manifest.splits = {}
+        for name, sel in (("train", ~is_val), ("validation", is_val)):
+            manifest.splits[name] = SplitStats(
+                documents=int((piece[sel] == 0).sum()),
+                tokens=int(tokens[sel].sum()),
+                trained_tokens=int(trained[sel].sum()),
+                rows=int(sel.sum()),
+            )
+    manifest.complete = True
+    write_manifest(cache, manifest, storage_options)
+    try:
+        CacheReader(cache, storage_options).split_index("train")  # builds and saves the row index now
+    except CacheError:
+        pass
+    return manifest
+
+
+def _summary(cache, manifest: Manifest, status, seconds, tokens_this_run, bytes_this_run) -> PrepareSummary:
+    return PrepareSummary(
+        output=cache,
+        status=status,
+        documents=manifest.documents,
+        tokens=manifest.tokens,
+        trained_tokens=sum(s.trained_tokens for s in manifest.splits.values()),
+        splits={k: dataclasses.asdict(v) for k, v in manifest.splits.items()},
+        skipped=dict(manifest.skipped),
+        seconds=round(seconds, 3),
+        tokens_this_run=tokens_this_run,
+        bytes_this_run=bytes_this_run,
+    )
+
+
+__all__ = ["PrepareConfig", "PrepareSummary", "prepare", "process_unit", "init_worker", "SourceError"]
