@@ -18,7 +18,7 @@ $(STAMP): $(PY) pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/demo.py
+	bash examples/demo.sh
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -64,6 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--on-error", choices=["raise", "skip"], help="bad records: stop (default) or skip and count"
     )
     p.add_argument("--row-tokens", type=int, help="longest cache row; longer documents span several rows")
+    p.add_argument("--unit-bytes", type=int, help="target input bytes per work unit (default 64 MB)")
     p.add_argument("--append", action="store_true", default=None, help="add new sources to an existing cache")
     p.add_argument("--overwrite", action="store_true", default=None, help="rebuild a cache made differently")
     p.add_argument("--executor", choices=["local", "ray"])
@@ -100,6 +101,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         "workers",
         "on_error",
         "row_tokens",
+        "unit_bytes",
         "append",
         "overwrite",
         "executor",
