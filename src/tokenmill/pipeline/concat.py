@@ -1,0 +1,52 @@
+"""``concat``: the pipelines one after the other."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tokenmill.errors import StateError
+from tokenmill.pipeline.base import Node, Stage, StateDict, require
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ConcatNode(Node):
+    parents: tuple[Node, ...]
+    name = "concat"
+
+    def build(self, state: StateDict | None) -> Stage:
+        if not self.parents:
+            raise ValueError("concat needs at least one pipeline")
+        if state is None:
+            return ConcatStage(self, 0, None)
+        index = int(require(state, "index", self.name))
+        if not 0 <= index < len(self.parents):
+            raise StateError(f"concat state names pipeline {index} of {len(self.parents)}")
+        return ConcatStage(self, index, require(state, "current", self.name))
+
+
+class ConcatStage(Stage):
+    def __init__(self, node: ConcatNode, index: int, current: StateDict | None) -> None:
+        self.node = node
+        self.index = index
+        self.current: Stage | None = node.parents[index].build(current)
+
+    def __next__(self) -> Any:
+        while self.current is not None:
+            try:
+                return next(self.current)
+            except StopIteration:
+                if self.index + 1 >= len(self.node.parents):
+                    raise
+                self.current.close()
+                self.index += 1
+                self.current = self.node.parents[self.index].build(None)
+        raise StopIteration
+
+    def state_dict(self) -> StateDict:
+        assert self.current is not None
+        return {"index": self.index, "current": self.current.state_dict()}
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()

@@ -1,0 +1,259 @@
+"""``Pipeline.from_files``: records of many shards (local or in a bucket), read round-robin, resumable by seek.
+
+``n_active_shards`` shards are read round-robin, one record each in turn; ``n_standby_shards`` more are opened
+ahead. Every open shard reads in its own background thread, a few records ahead (``n_prefetch_samples``), so
+network latency and JSON parsing overlap the rest of the pipeline. Shards follow a per-epoch order (shuffled
+from (seed, epoch) with ``shuffle_shards``); ``repeat`` starts the next epoch as the shards of this one finish.
+
+The state is, per active shard, its index and the sources layer's *position* of the last record the consumer
+received ("right after this record": a byte offset, plus the compressed member for ``.gz``/``.zst`` files), and
+the next shard to open. A resume seeks to those positions: it never re-reads the lines before them, so it costs
+the same at any position. Standby shards and records read ahead are not in the state; they are read again.
+
+Transient I/O errors (a dropped connection, a timeout) are retried by the sources layer with exponential backoff,
+re-opening the file at the last record read, so nothing is lost or duplicated; a bad record raises (or, with
+``on_error="skip"``, is counted in the state under its reason and skipped).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tokenmill.errors import ConfigError, StateError
+from tokenmill.pipeline.base import Node, Stage, StateDict, require
+
+_END = ("end",)
+
+
+def shard_order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), 0xF1]).permutation(n)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FilesNode(Node):
+    urls: tuple[str, ...]
+    repeat: bool = False
+    shuffle_shards: bool = False
+    format: str | None = None
+    n_active_shards: int = 10
+    n_standby_shards: int = 2
+    n_prefetch_samples: int = 10
+    seed: int = 42
+    text_key: str = "text"
+    text_split: str = "document"
+    storage_options: dict[str, Any] | None = None
+    retries: int = 5
+    backoff: float = 0.5
+    on_error: str = "raise"
+    rank: int = 0
+    world_size: int = 1
+    name = "from_files"
+
+    def __post_init__(self) -> None:
+        if self.n_active_shards < 1 or self.n_standby_shards < 0 or self.n_prefetch_samples < 1:
+            raise ConfigError("n_active_shards and n_prefetch_samples must be >= 1, n_standby_shards >= 0")
+        if self.on_error not in ("raise", "skip"):
+            raise ConfigError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+
+    def describe(self) -> str:
+        return f"from_files({len(self.urls)} files, shard={self.rank}/{self.world_size})"
+
+    def shard_source(self, rank: int, world_size: int) -> Node | None:
+        rank, world_size = self.rank + self.world_size * rank, self.world_size * world_size
+        if len(self.urls) < world_size:
+            return None  # fewer files than ranks: the caller strides over records instead
+        return dataclasses.replace(self, rank=rank, world_size=world_size)
+
+    def shards(self, epoch: int) -> list[str]:
+        """This rank's files of one epoch, in reading order."""
+        order = shard_order(len(self.urls), self.shuffle_shards, self.seed, epoch)
+        return [self.urls[i] for i in order[self.rank :: self.world_size]]
+
+    def build(self, state: StateDict | None) -> Stage:
+        return FilesStage(self, state)
+
+
+class ShardReader:
+    """One file read in a background thread into a small queue of (record, position) pairs."""
+
+    def __init__(self, node: FilesNode, epoch: int, index: int, url: str, position: dict | None) -> None:
+        self.node, self.epoch, self.index, self.url = node, epoch, index, url
+        self.position = position  # of the last record the consumer received (None: the file's start)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=node.n_prefetch_samples)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"tokenmill-shard-{index}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from tokenmill.sources import read_records
+
+        node = self.node
+        records = None
+        try:
+            on_error = None
+            if node.on_error == "skip":
+
+                def on_error(err: Any) -> None:
+                    self._put(("skip", err.reason, getattr(err, "position", None)))
+
+            records = read_records(
+                self.url,
+                node.format,
+                text_split=node.text_split,
+                text_key=node.text_key,
+                storage_options=node.storage_options,
+                start=self.position,
+                on_error=on_error,
+                retries=node.retries,
+                backoff=node.backoff,
+            )
+            for rec in records:
+                if self._stop.is_set():
+                    return
+                self._put(("record", rec.record, rec.position))
+            self._put(_END)
+        except BaseException as exc:
+            self._put(("error", exc, None))
+        finally:
+            if records is not None:
+                records.close()  # closes the file even when stopped mid-way
+
+    def _put(self, entry: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def get(self) -> tuple[Any, ...]:
+        return self._queue.get()
+
+    def state(self) -> StateDict:
+        return {"shard": [self.epoch, self.index], "url": self.url, "position": self.position}
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            self._thread.join(timeout=0.05)
+
+
+class FilesStage(Stage):
+    def __init__(self, node: FilesNode, state: StateDict | None) -> None:
+        self.node = node
+        self._epochs: dict[int, list[str]] = {}
+        self.skipped: dict[str, int] = {}
+        self.active: deque[ShardReader] = deque()
+        self.standby: deque[ShardReader] = deque()
+        self.next_shard = (0, 0)  # the next shard to open (epoch, index in epoch)
+        self._closed = False
+        if not node.urls:
+            return
+        if state is not None:
+            self.next_shard = tuple(int(x) for x in require(state, "next", node.name))  # type: ignore[assignment]
+            self.skipped = dict(state.get("skipped", {}))
+            for entry in require(state, "active", node.name):
+                epoch, index = (int(x) for x in entry["shard"])
+                url = self._url(epoch, index)
+                if url != entry.get("url"):
+                    raise StateError(
+                        f"from_files state names {entry.get('url')!r} as shard {index} of epoch {epoch}, but the "
+                        f"file list has {url!r} there: the state was saved with other files or options"
+                    )
+                self.active.append(ShardReader(node, epoch, index, url, entry.get("position")))
+        self._refill()
+
+    def _url(self, epoch: int, index: int) -> str | None:
+        if epoch not in self._epochs:
+            self._epochs = {epoch: self.node.shards(epoch)} | {
+                e: v for e, v in self._epochs.items() if e >= epoch - 1
+            }
+        shards = self._epochs[epoch]
+        return shards[index] if index < len(shards) else None
+
+    def _open_next(self) -> ShardReader | None:
+        epoch, index = self.next_shard
+        for _ in range(2):
+            url = self._url(epoch, index)
+            if url is not None:
+                break
+            if not self.node.repeat or index == 0:
+                return None  # no more epochs, or this rank has no files at all
+            epoch, index = epoch + 1, 0
+        else:  # pragma: no cover
+            return None
+        self.next_shard = (epoch, index + 1)
+        return ShardReader(self.node, epoch, index, url, None)
+
+    def _refill(self) -> None:
+        node = self.node
+        while len(self.active) + len(self.standby) < node.n_active_shards + node.n_standby_shards:
+            reader = self._open_next()
+            if reader is None:
+                break
+            self.standby.append(reader)
+        while len(self.active) < node.n_active_shards and self.standby:
+            self.active.append(self.standby.popleft())
+            nxt = self._open_next()
+            if nxt is not None:
+                self.standby.append(nxt)
+
+    def __next__(self) -> Any:
+        while self.active:
+            shard = self.active.popleft()
+            while True:
+                entry = shard.get()
+                kind = entry[0]
+                if kind == "record":
+                    shard.position = entry[2]
+                    self.active.append(shard)
+                    return entry[1]
+                if kind == "skip":
+                    self.skipped[entry[1]] = self.skipped.get(entry[1], 0) + 1
+                    if entry[2] is not None:
+                        shard.position = entry[2]
+                    continue
+                if kind == "error":
+                    self.active.appendleft(shard)
+                    raise entry[1]
+                break  # end of this shard
+            shard.close()
+            self._refill()
+        raise StopIteration
+
+    def state_dict(self) -> StateDict:
+        # the next shard the *consumer* will see opened: standby shards are re-opened after a resume
+        nxt = (self.standby[0].epoch, self.standby[0].index) if self.standby else self.next_shard
+        state: StateDict = {"next": list(nxt), "active": [s.state() for s in self.active]}
+        if self.skipped:
+            state["skipped"] = dict(self.skipped)
+        return state
+
+    def close(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        for shard in list(self.active) + list(self.standby):
+            shard.close()
+        self.active.clear()
+        self.standby.clear()
+
+
+def expand(urls: str | Sequence[str], storage_options: dict[str, Any] | None) -> tuple[str, ...]:
+    from tokenmill.sources import expand_urls
+
+    patterns = [urls] if isinstance(urls, str) else [str(u) for u in urls]
+    return tuple(expand_urls(patterns, storage_options=storage_options))

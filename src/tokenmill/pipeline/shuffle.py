@@ -1,0 +1,99 @@
+"""``shuffle(buffer_size)``: a block shuffle whose state is a position, not a buffer of samples.
+
+The stage reads ``buffer_size`` items (a block), permutes them with a generator seeded by (seed, block number)
+and hands them out in that order, then reads the next block. Every item leaves within its block, so the whole
+buffer can be rebuilt from the parent's state at the block's start: the state is that state, the block number
+and how many items of the block were handed out (a few hundred bytes, against epochraft's pickled buffer of tens
+of MB). A resume re-reads one block (at most ``buffer_size`` items) from that anchor, the same work as filling the
+buffer at a cold start, whatever the position.
+
+Why not epochraft's reservoir shuffle (pick a random slot, refill it)? An item can stay in a reservoir for an
+unbounded time, so rebuilding its buffer from positions means re-reading from arbitrarily far back (on average
+``buffer_size * ln(buffer_size)`` items), or storing the samples. docs/pipeline.md has the measurements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from tokenmill.pipeline.base import Node, ParentStage, Stage, StateDict, parent_state, require
+
+
+def block_permutation(n: int, seed: int, block: int) -> np.ndarray:
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(block), 0x5F]).permutation(n)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ShuffleNode(Node):
+    parent: Node
+    buffer_size: int
+    seed: int = 42
+    name = "shuffle"
+
+    def __post_init__(self) -> None:
+        if self.buffer_size < 1:
+            raise ValueError(f"buffer_size must be >= 1, got {self.buffer_size}")
+
+    def describe(self) -> str:
+        return f"shuffle({self.buffer_size})"
+
+    def build(self, state: StateDict | None) -> Stage:
+        stage = ShuffleStage(self, self.parent.build(parent_state(state, self.name)))
+        if state is not None:
+            emitted = require(state, "emitted", self.name)
+            stage.block = int(require(state, "block", self.name))
+            if emitted is not None:
+                stage.pending = int(emitted)
+        return stage
+
+
+class ShuffleStage(ParentStage):
+    def __init__(self, node: ShuffleNode, parent: Stage) -> None:
+        super().__init__(parent)
+        self.node = node
+        self.block = 0  # number of the current block
+        self.anchor: StateDict | None = None  # parent state at the current block's start
+        self.items: list[Any] = []
+        self.order: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.emitted = 0
+        self.pending: int | None = None  # after a resume: items of the block already handed out
+
+    def _fill(self) -> None:
+        if self.anchor is not None:
+            self.block += 1
+        self.anchor = self.parent.state_dict()
+        items = []
+        for _ in range(self.node.buffer_size):
+            try:
+                items.append(next(self.parent))
+            except StopIteration:
+                break
+        self.items = items
+        self.order = block_permutation(len(items), self.node.seed, self.block)
+        self.emitted = 0
+
+    def __next__(self) -> Any:
+        if self.anchor is None:
+            pending = self.pending
+            self._fill()
+            if pending is not None:
+                self.emitted = min(pending, len(self.items))
+                self.pending = None
+                for i in self.order[: self.emitted]:
+                    self.items[i] = None  # handed out before the resume; free it
+        while self.emitted >= len(self.items):
+            if not self.items:
+                raise StopIteration
+            self._fill()
+        i = int(self.order[self.emitted])
+        item, self.items[i] = self.items[i], None
+        self.emitted += 1
+        return item
+
+    def state_dict(self) -> StateDict:
+        if self.anchor is None:  # nothing read yet (or resumed and not yet refilled)
+            return {"parent": self.parent.state_dict(), "block": self.block, "emitted": self.pending}
+        return {"parent": self.anchor, "block": self.block, "emitted": self.emitted}
