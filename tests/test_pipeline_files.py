@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from s3_server import moto_server, s3  # noqa: F401  (pytest fixtures)
 from test_pipeline import assert_resumes, plain, run
-
 from tokenmill.errors import RecordError, StateError
 from tokenmill.pipeline import Pipeline
 from tokenmill.tokenizer import load_tokenizer
@@ -235,7 +235,7 @@ def test_memory_is_bounded_by_buffers(tmp_path):
 
 
 @pytest.mark.s3
-def test_s3_dropped_connections_lose_and_repeat_nothing(s3, documents, tok):
+def test_s3_dropped_connections_lose_and_repeat_nothing(s3, documents, tok):  # noqa: F811
     lines = [json.dumps({"text": d, "i": i}) + "\n" for i, d in enumerate(documents * 4)]
     data = "".join(lines).encode()
     assert len(data) > 400_000
