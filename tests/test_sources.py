@@ -222,11 +222,13 @@ def test_csv_and_tsv(tmp_path):
     records = [{"text": t, "id": str(i)} for i, t in enumerate(make_documents(30, seed=3, max_words=30))]
     records[3]["text"] = 'quoted "text", with\nan embedded newline'
     records[4]["text"] = "x" * 200_000  # longer than csv's default field limit
-    for name, delim in [("d.csv", ","), ("d.tsv", "\t")]:
-        with open(tmp_path / name, "w", newline="", encoding="utf-8") as f:
+    for name, delim in [("d.csv", ","), ("d.tsv", "\t"), ("d.csv.gz", ",")]:
+        with open(tmp_path / "plain", "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, ["text", "id"], delimiter=delim)
             w.writeheader()
             w.writerows(records)
+        data = (tmp_path / "plain").read_bytes()
+        (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
         out = _all(str(tmp_path / name))
         assert [r.record for r in out] == records
         assert [r.row for r in out] == list(range(30))
@@ -263,7 +265,9 @@ def test_text_document_and_lines(tmp_path):
         ({"content": "line five"}, 5),
     ]
     (tmp_path / "empty.txt").write_bytes(b"")
-    assert [r.record for r in _all(str(tmp_path / "empty.txt"))] == [{"text": ""}]
+    (empty,) = _all(str(tmp_path / "empty.txt"))
+    assert empty.record == {"text": ""}
+    assert _all(str(tmp_path / "empty.txt"), start=empty.position) == []
 
 
 # -- bad input --------------------------------------------------------------------------------------------------
@@ -387,15 +391,26 @@ def test_option_errors(tmp_path):
 
 
 # -- exact resume -----------------------------------------------------------------------------------------------
+def _events(url, **kw):
+    """Records and reported errors, in order, as comparable tuples with their positions."""
+    out = []
+    for r in read_records(
+        url, on_error=lambda e: out.append(("error", e.reason, e.line, e.row, e.position)), **kw
+    ):
+        out.append(("record", r.record, r.line, r.row, r.position))
+    return out
+
+
 def _check_resume_everywhere(url, **kw):
-    full = _all(url, **kw)
-    for k, rec in enumerate(full):
-        json.dumps(rec.position)  # JSON-able
-        tail = _all(url, start=json.loads(json.dumps(rec.position)), **kw)
-        assert [(t.record, t.line, t.row, t.position) for t in tail] == [
-            (o.record, o.line, o.row, o.position) for o in full[k + 1 :]
-        ]
+    """Resuming from the position of every record and every error gives exactly the rest of the stream."""
+    full = _events(url, **kw)
+    for k, event in enumerate(full):
+        position = json.loads(json.dumps(event[-1]))  # JSON-able, and survives a round trip
+        assert _events(url, start=position, **kw) == full[k + 1 :]
     return full
+
+
+NOISE = [b"\n", b"  \r\n", b"{broken\n", b"[1, 2]\n", b'{"text": "\xff"}\n']
 
 
 @HYP
@@ -404,20 +419,25 @@ def _check_resume_everywhere(url, **kw):
     seed=st.integers(0, 10_000),
     per=st.integers(1, 8),
     read_size=st.sampled_from([7, 64, 1 << 20]),
-    kind=st.sampled_from(["plain", "gz", "zst", "bz2"]),
+    kind=st.sampled_from(list(COMPRESSORS)),
+    noise=st.lists(st.tuples(st.integers(0, 25), st.sampled_from(NOISE)), max_size=4),
 )
-def test_resume_jsonl_from_every_position(tmp_path_factory, n, seed, per, read_size, kind):
+def test_resume_jsonl_from_every_position(tmp_path_factory, n, seed, per, read_size, kind, noise):
     records = _records(n, seed)
     lines = _jsonl_bytes(records)
-    path = tmp_path_factory.mktemp("resume") / f"r.jsonl{'' if kind == 'plain' else '.' + kind}"
-    compress = {"plain": None, "gz": gzip.compress, "zst": _zstd, "bz2": bz2.compress}[kind]
-    path.write_bytes(b"".join(lines) if compress is None else _members(lines, per, compress))
+    for at, junk in noise:  # blank and bad lines in between
+        lines.insert(min(at, len(lines)), junk)
+    path = tmp_path_factory.mktemp("resume") / f"r.jsonl{kind}"
+    path.write_bytes(_members(lines, per, COMPRESSORS[kind]))  # identity for "": a plain file
     full = _check_resume_everywhere(str(path), read_size=read_size)
-    assert [r.record for r in full] == records
-    if compress is not None:
-        assert all(r.position["offset"] >= r.position["block_offset"] for r in full)
-        if n > per:  # resuming late decompresses from a later member, not from the file start
-            assert full[-1].position["block"] > 0
+    assert [e[1] for e in full if e[0] == "record"] == records
+    assert sum(e[0] == "error" for e in full) == sum(junk.strip() != b"" for _, junk in noise)
+    positions = [e[-1] for e in full]
+    if kind:
+        assert all(p["offset"] >= p["block_offset"] for p in positions)
+        # resuming late decompresses from a later member, not from the file start
+        if full and full[-1][2] > per:
+            assert positions[-1]["block"] > 0
 
 
 @HYP
@@ -432,8 +452,8 @@ def test_resume_parquet_from_every_position(tmp_path_factory, sizes, seed):
             w.write_table(pa.Table.from_pylist(records[i : i + s], schema=schema))
             i += s
     full = _check_resume_everywhere(str(path))
-    assert [r.record for r in full] == records
-    assert [r.row for r in full] == list(range(len(records)))
+    assert [e[1] for e in full] == records
+    assert [e[3] for e in full] == list(range(len(records)))
 
 
 # -- byte ranges ------------------------------------------------------------------------------------------------

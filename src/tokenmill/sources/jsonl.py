@@ -25,8 +25,8 @@ def parse_json_line(raw: bytes) -> dict[str, Any]:
         hint = ""
         if text.lstrip().startswith("["):
             hint = "; a JSON array spread over lines is not JSON lines: write one object per line"
-        where = f" at column {col}" if col is not None else ""
-        raise BadLine("malformed_json", f"malformed JSON ({msg}{where}){hint}") from None
+        where = f": column {col}" if col is not None else ""
+        raise BadLine("malformed_json", f"malformed JSON: {msg}{where}{hint}") from None
     if type(value) is not dict:
         kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
         got = "null" if value is None else kind.get(type(value), type(value).__name__)

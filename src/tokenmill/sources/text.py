@@ -50,7 +50,7 @@ def read_text_document(
     **_: Any,
 ) -> Iterator[SourceRecord | Exception]:
     """The whole file as one record: the one reader that holds a file in memory, because the file is the record."""
-    if start is not None and start.get("offset", 0) > 0:
+    if start is not None:  # the only position this reader hands out is "after the document"
         return
     with open_stream(url, storage_options) as stream:
         chunks = []
