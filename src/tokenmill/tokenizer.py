@@ -128,8 +128,9 @@ class Tokenizer(ABC):
 
     @cached_property
     def fingerprint(self) -> str:
-        """sha256 hex of what decides the ids: vocabulary, merges, normalizer, pre-tokenizer, post-processor,
-        special tokens and BOS/EOS/PAD. The same tokenizer loaded from different paths gives the same value."""
+        """sha256 hex of what decides the ids: vocabulary, merges, normalizer, pre-tokenizer, special tokens, and
+        the BOS/EOS/PAD ids and BOS convention (all the post-processor decides for us). The same tokenizer loaded
+        from different paths gives the same value; the decoder and stored truncation/padding do not count."""
         return _sha256_json(
             {
                 "kind": self.kind,
@@ -583,10 +584,11 @@ class HFTokenizer(Tokenizer):
         return self._plain.id_to_token(token_id)
 
     def _fingerprint_payload(self) -> Any:
+        # The post-processor matters only through the BOS convention, which the fingerprint holds as adds_bos,
+        # bos_id and eos_id; its JSON is left out because transformers rewrites it on save (an equivalent
+        # TemplateProcessing), which would make one tokenizer look like two.
         j = self._json
-        return {
-            k: j.get(k) for k in ("model", "normalizer", "pre_tokenizer", "post_processor", "added_tokens")
-        }
+        return {k: j.get(k) for k in ("model", "normalizer", "pre_tokenizer", "added_tokens")}
 
     def _save_files(self, directory: Path) -> dict[str, Any]:
         (directory / "tokenizer.json").write_text(
