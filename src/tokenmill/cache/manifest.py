@@ -41,7 +41,6 @@ class Manifest:
     split_threshold: int | None = None
     splits: dict[str, SplitStats] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
-    filtered: dict[str, int] = field(default_factory=dict)
     sources: list[dict[str, Any]] = field(default_factory=list)
     complete: bool = False
     lance_version: int | None = None
