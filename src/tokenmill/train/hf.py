@@ -1,0 +1,216 @@
+"""Adapter for the Hugging Face ``Trainer``: a dataset, a data collator, and a callback that checkpoints the data.
+
+The Trainer resumes a plain ``IterableDataset`` by replaying it: it iterates and throws away every batch it
+already trained on (``skip_first_batches``), which costs as long as the training read did. Here the data position
+is saved instead: the callback writes ``tokenmill_data_state.json`` into each ``checkpoint-N`` folder the Trainer
+saves, and on ``trainer.train(resume_from_checkpoint=...)`` it loads that position into the dataset before the
+first batch is read, so the run continues with exactly the next samples, at once. Set
+``TrainingArguments(ignore_data_skip=True)`` so the Trainer does not also replay (the callback refuses to resume
+otherwise), and keep ``dataloader_num_workers=0``: the loader reads tens of thousands of samples a second in the
+main process, and the dataset must live there for the callback to see its position.
+
+    data = HFTrainerData(tm.TokenDataset("cache/", seq_len=1024), seed=0)
+    trainer = Trainer(model, args, train_dataset=data.dataset, data_collator=data.collator,
+                      callbacks=[data.callback])
+    trainer.train(resume_from_checkpoint=True)
+
+How the position is known: the dataset yields samples from the loader's iterator in chunks of
+``per_device_train_batch_size`` and remembers the iterator's state at every chunk boundary it produced (a small
+ring of JSON dicts, because the DataLoader reads a batch or two ahead of training). After optimizer step ``g`` the
+Trainer has consumed exactly ``g * per_device * accumulation * world_size`` samples, a chunk boundary, so the
+callback looks that position up in the ring.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+
+from tokenmill.errors import ConfigError, StateError
+
+DATA_STATE_FILE = "tokenmill_data_state.json"
+STATE_FORMAT = "tokenmill.hf-trainer/1"
+_KEEP = ("input_ids", "labels", "attention_mask", "position_ids", "loss_mask")
+_MODEL = ("input_ids", "labels", "attention_mask", "position_ids")
+_RING = 1024
+
+
+def _open_loader(source: Any, chunk: int, state: dict[str, Any] | None):
+    """An iterator of batches with ``state_dict()``: the loader's BatchIterator over a dataset, or a pipeline."""
+    if hasattr(source, "iter") and hasattr(source, "signature"):  # a tokenmill Pipeline yielding samples
+        return source.iter(state_dict=state)
+    from tokenmill.loader import BatchIterator
+
+    it = BatchIterator(source, chunk, rank=0, world_size=1)
+    if state is not None:
+        it.load_state_dict(state)
+    return it
+
+
+class TokenmillTrainerDataset(torch.utils.data.IterableDataset):
+    """Samples (dicts of numpy arrays) in the global order of the source, with a recoverable position.
+
+    ``source`` is a ``tokenmill.TokenDataset`` or ``Mixture`` (read through the loader's ``BatchIterator``), or a
+    ``tokenmill.Pipeline`` that yields single samples.
+    """
+
+    def __init__(self, source: Any, chunk: int = 8) -> None:
+        super().__init__()
+        self.source = source
+        self.chunk = chunk
+        self.start_state: dict[str, Any] | None = None  # where the current run began
+        self.produced = 0  # samples produced since start_state
+        self._states: collections.OrderedDict[int, dict[str, Any] | None] = collections.OrderedDict()
+        self._iterator = None
+
+    def restart(self, state: dict[str, Any] | None, chunk: int | None = None) -> None:
+        """Start producing from ``state`` (None: the beginning) in chunks of ``chunk`` samples."""
+        if chunk is not None:
+            self.chunk = int(chunk)
+        if self._iterator is not None:
+            close = getattr(self._iterator, "close", None)
+            if close:
+                close()
+        self._iterator = None
+        self.start_state = state
+        self.produced = 0
+        self._states = collections.OrderedDict([(0, state)])
+
+    def state_at(self, samples: int) -> dict[str, Any] | None:
+        """The source's state after ``samples`` samples of this run (must be a chunk boundary not yet forgotten)."""
+        if samples not in self._states:
+            known = list(self._states)
+            raise StateError(
+                f"no data position recorded after {samples} samples (recorded: {known[:1]}..{known[-1:]}); the "
+                "Trainer consumed a number of samples that is not a multiple of per_device_train_batch_size, or "
+                "the dataset is read in DataLoader workers (use dataloader_num_workers=0)"
+            )
+        return self._states[samples]
+
+    def _remember(self) -> None:
+        self._states[self.produced] = json.loads(json.dumps(self._iterator.state_dict()))
+        while len(self._states) > _RING:
+            self._states.popitem(last=False)
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        if info is not None and info.num_workers > 1:
+            raise ConfigError(
+                "TokenmillTrainerDataset keeps its position in the main process: use num_workers=0"
+            )
+        if self._iterator is None:
+            self._iterator = _open_loader(self.source, self.chunk, self.start_state)
+        is_pipeline = hasattr(self.source, "iter") and hasattr(self.source, "signature")
+        for batch in self._iterator:
+            if is_pipeline:
+                yield {k: np.asarray(batch[k]) for k in _KEEP if batch.get(k) is not None}
+                self.produced += 1
+                if self.produced % self.chunk == 0:
+                    self._remember()
+                continue
+            n = len(batch["input_ids"])
+            for i in range(n):
+                yield {k: batch[k][i] for k in _KEEP if batch.get(k) is not None}
+            self.produced += n
+            self._remember()
+
+
+class TokenmillCollator:
+    """Stacks samples into int64 tensors (``input_ids``, ``labels``, and ``attention_mask``/``position_ids``).
+
+    Labels follow the Hugging Face convention (aligned with ``input_ids``; the model shifts them), with -100 on
+    tokens that are not trained, so any ``AutoModelForCausalLM`` computes the right loss.
+    """
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        out = {}
+        for key in _MODEL:
+            if key in samples[0]:
+                out[key] = torch.from_numpy(np.stack([np.asarray(s[key]) for s in samples]).astype(np.int64))
+        if "labels" not in out:
+            labels = out["input_ids"].clone()
+            if "loss_mask" in samples[0]:
+                mask = np.stack([np.asarray(s["loss_mask"], dtype=bool) for s in samples])
+                labels[torch.from_numpy(~mask)] = -100
+            out["labels"] = labels
+        return out
+
+
+class DataStateCallback(TrainerCallback):
+    """Saves the data position into the Trainer's checkpoints and restores it when the Trainer resumes."""
+
+    def __init__(
+        self, dataset: TokenmillTrainerDataset, resume_from: str | os.PathLike | None = None
+    ) -> None:
+        self.dataset = dataset
+        self.resume_from = resume_from
+        self.start_step = 0
+
+    def _per_step(self, args) -> int:
+        return args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_step = state.global_step
+        if state.global_step == 0:
+            self.dataset.restart(None, args.per_device_train_batch_size)
+            return
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        folder = Path(
+            self.resume_from or Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        )
+        path = folder / DATA_STATE_FILE
+        if not path.is_file():
+            raise StateError(
+                f"resuming at step {state.global_step} but {path} does not exist; pass the checkpoint folder as "
+                "DataStateCallback(..., resume_from=PATH) when it is not under output_dir"
+            )
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("format") != STATE_FORMAT or saved.get("step") != state.global_step:
+            raise StateError(f"{path} is not the data state of step {state.global_step}")
+        if not args.ignore_data_skip:
+            raise ConfigError(
+                "the data position is restored from the checkpoint; set TrainingArguments(ignore_data_skip=True) "
+                "so the Trainer does not also skip batches by replaying them"
+            )
+        if saved.get("samples_per_step") != self._per_step(args):
+            raise StateError(
+                f"the checkpoint consumed {saved.get('samples_per_step')} samples per step and this run "
+                f"{self._per_step(args)}: keep the global batch (per device x accumulation x processes)"
+            )
+        self.dataset.restart(saved["data"], args.per_device_train_batch_size)
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if not folder.is_dir():
+            return
+        consumed = (state.global_step - self.start_step) * self._per_step(args)
+        record = {
+            "format": STATE_FORMAT,
+            "step": state.global_step,
+            "samples_per_step": self._per_step(args),
+            "data": self.dataset.state_at(consumed),
+        }
+        tmp = folder / (DATA_STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        os.replace(tmp, folder / DATA_STATE_FILE)
+
+
+class HFTrainerData:
+    """The three pieces the Trainer takes: ``dataset``, ``collator`` and ``callback``."""
+
+    def __init__(self, source: Any, resume_from: str | os.PathLike | None = None) -> None:
+        self.dataset = TokenmillTrainerDataset(source)
+        self.collator = TokenmillCollator()
+        self.callback = DataStateCallback(self.dataset, resume_from=resume_from)
