@@ -393,6 +393,20 @@ class TokenDataset:
             self.reader = cache
         else:
             self.reader = CacheReader(str(cache), storage_options=storage_options, version=version)
+        self._options = {
+            "split": split,
+            "seq_len": int(seq_len),
+            "mode": mode,
+            "shuffle": shuffle,
+            "seed": int(seed),
+            "read": read,
+            "local_dir": local_dir,
+            "long_documents": long_documents,
+            "group_by_length": group_by_length,
+            "pad_to": pad_to,
+            "pad_id": pad_id,
+            "follow": follow,
+        }
         self.cache = self.reader.cache
         self.split, self.seq_len, self.mode = split, int(seq_len), mode
         self.shuffle, self.seed, self.read = shuffle, int(seed), read
@@ -473,6 +487,27 @@ class TokenDataset:
             return
         self.reader = CacheReader(self.cache, storage_options=self.reader.storage_options, version=version)
         self._open()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the recipe, not the open handles: Lance datasets must not cross a fork or a pickle, so a copy
+        sent to a spawned DataLoader worker reopens the same cache version itself (the index files make that
+        cheap)."""
+        return {
+            "cache": self.cache,
+            "storage_options": self.reader.storage_options,
+            "version": int(self.reader.version),
+            "options": self._options,
+            "epoch": self.epoch,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            state["cache"],
+            storage_options=state["storage_options"],
+            version=state["version"],
+            **state["options"],
+        )
+        self.epoch = state["epoch"]
 
     # sizes and order ----------------------------------------------------------------------------------
     def __len__(self) -> int:

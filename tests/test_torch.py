@@ -1,0 +1,99 @@
+"""torch views: tensors, prefetching with exact state, and DataLoader with spawned workers (Lance is not fork-safe)."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import numpy as np
+import pytest
+import torch
+
+from test_loader import build
+from tokenmill.loader import BatchIterator, TokenDataset
+from tokenmill.torch import (
+    PrefetchIterator,
+    TorchIterableDataset,
+    TorchMapDataset,
+    collate,
+    make_dataloader,
+    to_tensors,
+)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, jsonl_shards, tokenizer_path):
+    return build(jsonl_shards, tmp_path_factory.mktemp("torch") / "cache", tokenizer_path)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        torch.equal(torch.as_tensor(a[k]), torch.as_tensor(b[k])) for k in a if k != "max_seqlen"
+    )
+
+
+def test_to_tensors_and_collate(cache):
+    ds = TokenDataset(cache, seq_len=64, mode="packed")
+    batch = ds.get_batch(np.arange(4))
+    tensors = to_tensors(batch)
+    assert tensors["input_ids"].dtype == torch.int64 and tensors["cu_seqlens"].dtype == torch.int32
+    assert isinstance(tensors["max_seqlen"], int)
+    collated = collate([ds[i] for i in range(4)])
+    assert _same(collated, tensors) and collated["max_seqlen"] == tensors["max_seqlen"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_prefetch_yields_the_stream_and_saves_what_was_received(cache, workers):
+    ds = TokenDataset(cache, seq_len=64, seed=3)
+    plain = BatchIterator(ds, 8, rank=0, world_size=1, steps=30)
+    want = [to_tensors(b) for b in plain]
+    with PrefetchIterator(
+        BatchIterator(ds, 8, rank=0, world_size=1, steps=30), depth=5, workers=workers
+    ) as pf:
+        got = [next(pf) for _ in range(11)]
+        state = pf.state_dict()  # 11 received, up to 5 more read ahead
+        assert state["step"] == 11
+        rest = list(pf)
+    assert all(_same(a, b) for a, b in zip(got + rest, want, strict=True))
+    with PrefetchIterator(BatchIterator(ds, 8, rank=0, world_size=1, steps=30)) as resumed:
+        resumed.load_state_dict(state)
+        assert _same(next(resumed), want[11])
+        resumed.skip(3)
+        assert _same(next(resumed), want[15])
+        assert resumed.state_dict()["step"] == 16
+
+
+def test_iterable_dataset_with_two_spawned_workers_matches_one_process(cache):
+    ds = TokenDataset(cache, seq_len=64, seed=5)
+    want = [to_tensors(b) for b in BatchIterator(ds, 4, rank=0, world_size=1, steps=9)]
+    view = TorchIterableDataset(ds, 4, rank=0, world_size=1, steps=9)
+    loader = make_dataloader(view, num_workers=2)
+    assert loader.multiprocessing_context.get_start_method() == "spawn"
+    got = list(loader)
+    assert len(got) == 9 and all(_same(a, b) for a, b in zip(got, want, strict=True))
+    # resuming from the count of batches received continues the stream
+    resumed = TorchIterableDataset(ds, 4, rank=0, world_size=1, steps=9, state=view.state_after(6))
+    assert all(_same(a, b) for a, b in zip(list(resumed), want[6:], strict=True))
+
+
+def test_map_dataset_with_two_spawned_workers(cache):
+    ds = TokenDataset(cache, seq_len=48, mode="packed", seed=1)
+    ds.set_epoch(2)
+    loader = make_dataloader(TorchMapDataset(ds), num_workers=2, batch_size=5)
+    first = next(iter(loader))
+    assert _same(first, to_tensors(ds.get_batch(np.arange(5))))
+
+
+def test_forked_worker_refuses_lance_reads_instead_of_hanging(cache):
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    ds = TokenDataset(cache, seq_len=64, read="lance")
+    loader = torch.utils.data.DataLoader(
+        TorchMapDataset(ds),
+        batch_size=2,
+        num_workers=1,
+        collate_fn=collate,
+        multiprocessing_context="fork",
+        timeout=60,  # a hang would fail the test instead of blocking it
+    )
+    with pytest.raises(Exception, match="not fork-safe"):
+        next(iter(loader))
