@@ -270,6 +270,19 @@ def test_text_document_and_lines(tmp_path):
     assert _all(str(tmp_path / "empty.txt"), start=empty.position) == []
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_closing_the_iterator_closes_the_file(tmp_path, suffix):
+    p = tmp_path / f"a.jsonl{suffix}"
+    p.write_bytes(COMPRESSORS[suffix](b"".join(_jsonl_bytes(_records(50)))))
+    before = len(os.listdir("/proc/self/fd"))
+    it = read_records(str(p))
+    next(it)
+    assert len(os.listdir("/proc/self/fd")) == before + 1
+    it.close()
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 # -- bad input --------------------------------------------------------------------------------------------------
 BAD_JSONL = (
     b'{"text": "ok 1"}\n'
@@ -613,6 +626,46 @@ def test_read_hf_without_datasets(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(ConfigError, match=r"needs the `datasets` package"):
         read_hf(str(tmp_path))
+
+
+# -- HTTP (a real local web server) -----------------------------------------------------------------------------
+@pytest.fixture
+def http_dir(tmp_path):
+    """A folder served by the stdlib web server on 127.0.0.1 (directory listings, no range requests)."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_http_urls(http_dir):
+    root, base = http_dir
+    records = _records(30)
+    for name in ("a.jsonl", "b.jsonl"):
+        write_jsonl(root / name, records)
+    (root / "b.jsonl.gz").write_bytes(gzip.compress(b"".join(_jsonl_bytes(records))))
+    assert expand_urls(f"{base}/*.jsonl") == [f"{base}/a.jsonl", f"{base}/b.jsonl"]
+    assert expand_urls(f"{base}/{{b,a}}.jsonl") == [f"{base}/b.jsonl", f"{base}/a.jsonl"]
+    for url in (f"{base}/a.jsonl", f"{base}/b.jsonl.gz"):
+        assert [r.record for r in read_records(url)] == records
+    # this server cannot seek: a mid-file resume says so, naming the file
+    with pytest.raises(SourceError, match=r"a.jsonl: cannot read the file: .*range requests"):
+        _all(f"{base}/a.jsonl", start={"offset": 100, "line": 2}, retries=0)
 
 
 # -- S3 (a real moto server) ------------------------------------------------------------------------------------

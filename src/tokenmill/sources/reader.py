@@ -72,6 +72,34 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
+_IO_LIBRARIES = (
+    "fsspec",
+    "s3fs",
+    "gcsfs",
+    "adlfs",
+    "huggingface_hub",
+    "aiohttp",
+    "aiobotocore",
+    "botocore",
+    "pyarrow",
+)
+
+
+def _raised_by_io_library(error: BaseException) -> bool:
+    """Whether ``error`` comes from a filesystem or file-format library (a file problem, not a tokenmill bug).
+
+    Such libraries raise plain ValueErrors for file conditions (fsspec: "the HTTP server doesn't appear to
+    support range requests"; pyarrow: ArrowInvalid for a corrupt footer); these become SourceErrors naming the file.
+    """
+    if type(error).__module__.split(".")[0] in _IO_LIBRARIES:
+        return True
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+    return module.split(".")[0] in _IO_LIBRARIES
+
+
 def _reader_for(fmt: str, text_split: str):
     if fmt == "text":
         return read_text_lines if text_split == "lines" else read_text_document
@@ -162,8 +190,9 @@ def _resilient(
     position = start
     failures = 0
     while True:
+        items = reader(url, start=position, **options)
         try:
-            for item in reader(url, start=position, **options):
+            for item in items:
                 position = item.position
                 failures = 0
                 if type(item) is SourceRecord:
@@ -177,7 +206,7 @@ def _resilient(
             raise
         except Exception as e:
             if not is_transient(e):
-                if isinstance(e, OSError) or type(e).__module__.startswith("pyarrow"):
+                if isinstance(e, OSError) or _raised_by_io_library(e):
                     raise SourceError(f"cannot read the file: {e}", path=url, reason="unreadable") from e
                 raise
             failures += 1
@@ -190,3 +219,5 @@ def _resilient(
                 "%s: %s: %s; retry %d of %d in %.2f s", url, type(e).__name__, e, failures, retries, wait
             )
             time.sleep(wait)
+        finally:
+            items.close()  # the file is closed now, also when the consumer stops early
