@@ -37,6 +37,14 @@ from tokenmill.cache.manifest import Manifest, SplitStats, read_manifest, write_
 from tokenmill.cache.reader import CacheReader, threshold_for
 from tokenmill.cache.writer import CacheCommitter, LedgerState, write_fragments
 from tokenmill.config import from_dict
+from tokenmill.dedup import (
+    RecordKeys,
+    SeenKeys,
+    load_committed_keys,
+    read_cache_keys,
+    save_commit_keys,
+    write_cache_keys,
+)
 from tokenmill.errors import CacheError, ConfigError, RecordError, SourceError, TokenmillError
 
 # Reasons that come from the user's own length/mask policy: always counted and skipped, never an error.
@@ -76,6 +84,12 @@ class PrepareConfig:
     hf: dict[str, Any] | None = None
     trust_remote_code: bool = False
     storage_options: dict[str, str] | None = None
+    # a seeded random subset ("random": units in a shuffled order, records through a shuffle buffer per unit)
+    sample: str = "first"
+    sample_buffer: int = 4096
+    # exact dedup by normalized content ("exact"), also against the finished caches named in dedup_seen
+    dedup: str | None = None
+    dedup_seen: list[str] = field(default_factory=list)
 
     # options that change how a build runs, not what it builds
     RUN_OPTIONS = (
@@ -91,6 +105,7 @@ class PrepareConfig:
         "unit_bytes",
         "tokenizer",
         "hf",
+        "dedup_seen",
     )
 
     @classmethod
@@ -118,6 +133,12 @@ class PrepareConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{name} must be >= 0, got {value}")
+        if self.sample not in ("first", "random"):
+            raise ConfigError(f"sample must be 'first' or 'random', got {self.sample!r}")
+        if self.sample_buffer < 1:
+            raise ConfigError(f"sample_buffer must be at least 1, got {self.sample_buffer}")
+        if self.dedup not in (None, "exact"):
+            raise ConfigError(f"dedup must be 'exact' (or left out), got {self.dedup!r}")
 
     def format_options(self) -> dict[str, Any]:
         """The record-format options, with the top-level shortcuts folded in."""
@@ -132,6 +153,10 @@ class PrepareConfig:
         """The options that decide the content of a cache: two builds with equal identities agree."""
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUN_OPTIONS}
         out["format"] = self.format_options()
+        if self.sample == "first":  # options at their defaults stay out, so older caches still match
+            del out["sample"], out["sample_buffer"]
+        if self.dedup is None:
+            del out["dedup"]
         return out
 
     def public_dict(self) -> dict[str, Any]:
@@ -193,7 +218,35 @@ def _plan(config: PrepareConfig) -> list[dict[str, Any]]:
                 "urls": sorted(set(_unit_urls(data))),
             }
         )
+    if config.sample == "random":  # a random subset takes whole units in a seeded random order
+        order = np.random.default_rng(_derived_seed(config.seed, "units")).permutation(len(out))
+        out = [out[i] for i in order]
     return out
+
+
+def _derived_seed(seed: int, *parts: Any) -> int:
+    blob = json.dumps([seed, *parts], sort_keys=True, default=str).encode()
+    return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "little")
+
+
+def _buffer_shuffled(records: Iterator[Any], size: int, seed: int) -> Iterator[Any]:
+    """Records in a seeded random order through a buffer of ``size``: each new record takes the place of a
+    random buffered one, which is emitted; the rest come out shuffled at the end. A unit that fits in the buffer
+    comes out uniformly shuffled; a longer one moves each record by about ``size`` places."""
+    rng = np.random.default_rng(seed)
+    buf: list[Any] = []
+    slots = np.zeros(0, dtype=np.int64)
+    for rec in records:
+        if len(buf) < size:
+            buf.append(rec)
+            continue
+        if len(slots) == 0:
+            slots = rng.integers(size, size=1024)
+        i, slots = int(slots[0]), slots[1:]
+        yield buf[i]
+        buf[i] = rec
+    for i in rng.permutation(len(buf)).tolist():
+        yield buf[i]
 
 
 def _unit_urls(data: Any) -> Iterator[str]:
@@ -269,6 +322,10 @@ def process_unit(task: dict[str, Any]) -> dict[str, Any]:
     limit_docs = task.get("limit_documents")
     limit_tokens = task.get("limit_tokens")
     stop = False
+    record_keys = RecordKeys(formatter) if config.dedup else None
+    drop = set(task.get("drop_keys") or ())  # keys the coordinator found in earlier units
+    kept: set[int] = set()
+    unit_keys: list[int] = []
 
     def count_skip(reason: str) -> None:
         stats["skipped"][reason] = stats["skipped"].get(reason, 0) + 1
@@ -282,10 +339,25 @@ def process_unit(task: dict[str, Any]) -> dict[str, Any]:
         masks: list[np.ndarray | None] = []
         hashes: list[int] = []
         pending_tokens = 0
-        for chunk in _chunks(_iter_unit_records(task["unit"], config, on_bad if skip else None)):
+        records = _iter_unit_records(task["unit"], config, on_bad if skip else None)
+        if config.sample == "random":
+            records = _buffer_shuffled(
+                records, config.sample_buffer, _derived_seed(config.seed, task["unit"])
+            )
+        for chunk in _chunks(records):
             stats["records"] += len(chunk)
+            keys: list[int | None] = [None] * len(chunk)
+            if record_keys is not None:  # copies of stored documents are dropped before tokenizing
+                keys = [record_keys(r.record) for r in chunk]
+                fresh = [i for i, k in enumerate(keys) if k is None or (k not in kept and k not in drop)]
+                for _ in range(len(chunk) - len(fresh)):
+                    count_skip("duplicate")
+                chunk, keys = [chunk[i] for i in fresh], [keys[i] for i in fresh]
             results = formatter.encode_records([r.record for r in chunk])
-            for rec, res in zip(chunk, results):
+            for rec, key, res in zip(chunk, keys, results):
+                if key is not None and key in kept:  # a copy within the same chunk
+                    count_skip("duplicate")
+                    continue
                 if isinstance(res, RecordError):
                     if res.reason in POLICY_REASONS or skip:
                         count_skip(res.reason)
@@ -308,6 +380,9 @@ def process_unit(task: dict[str, Any]) -> dict[str, Any]:
                 ids.append(doc)
                 masks.append(res.mask)
                 hashes.append(split_hash(doc, config.seed))
+                if key is not None:
+                    kept.add(key)
+                    unit_keys.append(key)
                 stats["documents"] += 1
                 stats["tokens"] += len(doc)
                 pending_tokens += len(doc)
@@ -320,7 +395,13 @@ def process_unit(task: dict[str, Any]) -> dict[str, Any]:
             yield documents_to_batch(ids, masks, hashes, _WORKER["dtype"], config.row_tokens)
 
     fragments = write_fragments(batches(), task["output"], _WORKER["schema"], config.storage_options)
-    return {"index": task["index"], "fragments": fragments, "stats": stats, "stopped": stop}
+    return {
+        "index": task["index"],
+        "fragments": fragments,
+        "stats": stats,
+        "stopped": stop,
+        "keys": unit_keys,
+    }
 
 
 def _chunks(records: Iterator[Any], size: int = RECORDS_PER_BATCH) -> Iterator[list[Any]]:
@@ -552,6 +633,8 @@ def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSu
         bar.close()
         executor.shutdown()
 
+    if config.dedup:
+        write_cache_keys(cache, load_committed_keys(cache, state.through, so), so)
     manifest = _finalize(cache, manifest, state, units, so)
     elapsed = time.perf_counter() - started
     return _summary(
@@ -597,8 +680,12 @@ def _run_units(
     last_commit = 0.0
     restarts = 0
     finished = False
+    so = config.storage_options
+    # dedup: the keys stored by the committed prefix and by the caches named in dedup_seen; a unit is checked
+    # against them when it is committed, in plan order, so the kept copy never depends on timing
+    seen = _seen_keys(config, cache, state.through) if config.dedup else None
 
-    def task(i: int, **limits: int) -> dict[str, Any]:
+    def task(i: int, **limits: Any) -> dict[str, Any]:
         return {"index": i, "unit": units[i], "output": cache, "payload": payload, **limits}
 
     try:
@@ -644,29 +731,39 @@ def _run_units(
             fragments: list[dict[str, Any]] = []
             stats = dict(state.stats)
             through = state.through
+            commit_keys: list[int] = []
             for j in prefix:
                 result = done.pop(j)
                 unit_stats = dict(result["stats"], bytes=units[j]["bytes"])
                 docs_left, toks_left = _remaining(config, stats)
                 over_docs = docs_left is not None and unit_stats["documents"] > docs_left
                 over_toks = toks_left is not None and unit_stats["tokens"] > toks_left
-                if over_docs or over_toks:
-                    # redo this one unit with the exact remaining budget: the subset is the same on every run
+                dups = seen.intersect(result.get("keys", ())) if seen is not None else []
+                if over_docs or over_toks or dups:
+                    # redo this one unit with the exact remaining budget and without the documents an earlier
+                    # unit stored: the subset and the kept copies are the same on every run
                     committer.discard(result["fragments"])
-                    limits = {}
+                    limits: dict[str, Any] = {}
                     if docs_left is not None:
                         limits["limit_documents"] = docs_left
                     if toks_left is not None:
                         limits["limit_tokens"] = toks_left
+                    if dups:
+                        limits["drop_keys"] = dups
                     result = executor.submit(task(j, **limits)).result()
                     unit_stats = dict(result["stats"], bytes=units[j]["bytes"])
-                    finished = True
+                    finished = bool(result["stopped"])
+                if seen is not None:
+                    seen.add(result.get("keys", ()))
+                    commit_keys.extend(result.get("keys", ()))
                 fragments.extend(result["fragments"])
                 stats = _add_counts(stats, unit_stats)
                 through = j + 1
                 bar.update(units[j]["bytes"], stats)
                 if finished:
                     break
+            if seen is not None:
+                save_commit_keys(cache, state.through, through, commit_keys, so)
             state = committer.commit(fragments, through, stats)
             last_commit = time.monotonic()
             manifest.skipped = dict(stats.get("skipped", {}))
@@ -677,12 +774,26 @@ def _run_units(
             fut.cancel()
         # commit what finished in order before the failure, so the cache stays valid and a rerun resumes
         prefix_fragments, stats, through = [], dict(state.stats), state.through
+        prefix_keys: list[int] = []
         while through in done:
-            result = done.pop(through)
+            result = done[through]
+            docs_left, toks_left = _remaining(config, stats)
+            if (docs_left is not None and result["stats"]["documents"] > docs_left) or (
+                toks_left is not None and result["stats"]["tokens"] > toks_left
+            ):
+                break  # needs a redo with the remaining budget: left to the rerun
+            if seen is not None:
+                if seen.intersect(result.get("keys", ())):
+                    break  # needs a redo without its duplicates: left to the rerun
+                seen.add(result.get("keys", ()))
+                prefix_keys.extend(result.get("keys", ()))
+            done.pop(through)
             prefix_fragments.extend(result["fragments"])
             stats = _add_counts(stats, dict(result["stats"], bytes=units[through]["bytes"]))
             through += 1
         if through > state.through:
+            if seen is not None:
+                save_commit_keys(cache, state.through, through, prefix_keys, so)
             state = committer.commit(prefix_fragments, through, stats)
         for result in done.values():
             committer.discard(result["fragments"])
@@ -700,6 +811,14 @@ def _run_units(
         except (TokenmillError, OSError, cf.CancelledError):
             pass
     return state
+
+
+def _seen_keys(config: PrepareConfig, cache: str, through: int) -> SeenKeys:
+    """Keys of the documents stored by the committed units of this cache and by the caches in dedup_seen."""
+    so = config.storage_options
+    parts = [load_committed_keys(cache, through, so)]
+    parts += [read_cache_keys(other.rstrip("/"), so) for other in config.dedup_seen]
+    return SeenKeys(np.concatenate(parts))
 
 
 def _finalize(cache: str, manifest: Manifest, state: LedgerState, units, storage_options) -> Manifest:
