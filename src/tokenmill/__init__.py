@@ -1,8 +1,76 @@
-"""tokenmill: raw text to training-ready token batches, fast, exactly resumable, laptop to cluster."""
+"""tokenmill: raw text to training-ready token batches, fast, exactly resumable, laptop to cluster.
+
+The public API, by stage (heavy modules load on first use, so ``import tokenmill`` stays cheap):
+
+- prepare: :func:`prepare`, :class:`PrepareConfig`, :class:`CacheReader`, :func:`read_manifest`
+- tokenizers and formats: :func:`load_tokenizer`, :func:`train_tokenizer`, :class:`Tokenizer`,
+  :class:`FormatConfig`, :class:`RecordFormatter`
+- sources: :func:`expand_urls`, :func:`read_records`
+- load: :class:`TokenDataset`, :class:`Mixture`, :class:`BatchIterator`, :class:`Pipeline`
+- torch (optional): ``tokenmill.torch``; train (optional): ``tokenmill.train``
+- errors: :class:`TokenmillError` and its subclasses
+"""
 
 import os as _os
 
 # Lance logs a warning for every first write into a new dataset folder; it is expected in a parallel prepare.
 _os.environ.setdefault("LANCE_LOG", "error")
 
+from tokenmill.errors import (  # noqa: E402
+    CacheError,
+    ConfigError,
+    RecordError,
+    SourceError,
+    StateError,
+    TokenizerError,
+    TokenmillError,
+)
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "prepare": "tokenmill.prepare",
+    "PrepareConfig": "tokenmill.prepare",
+    "PrepareSummary": "tokenmill.prepare",
+    "CacheReader": "tokenmill.cache",
+    "read_manifest": "tokenmill.cache",
+    "load_tokenizer": "tokenmill.tokenizer",
+    "train_tokenizer": "tokenmill.tokenizer",
+    "Tokenizer": "tokenmill.tokenizer",
+    "FormatConfig": "tokenmill.formats",
+    "RecordFormatter": "tokenmill.formats",
+    "expand_urls": "tokenmill.sources",
+    "read_records": "tokenmill.sources",
+    "TokenDataset": "tokenmill.loader",
+    "Mixture": "tokenmill.loader",
+    "BatchIterator": "tokenmill.loader",
+    "Pipeline": "tokenmill.pipeline",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tokenmill' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = [
+    "CacheError",
+    "ConfigError",
+    "RecordError",
+    "SourceError",
+    "StateError",
+    "TokenizerError",
+    "TokenmillError",
+    "__version__",
+    *_LAZY,
+]
