@@ -6,18 +6,17 @@ hands rank ``r`` its slice, so its state is the same on every rank and a run res
 processes continues with the same samples. A pipeline is sharded per rank instead, so its states differ by rank
 and a resume must keep the world size.
 
-:class:`Prefetcher` runs the iterator in a background thread ``depth`` batches ahead. Each batch travels with
-the iterator's state taken right after it, so the state saved in a checkpoint is the one that matches the last
-batch the training loop *consumed*, not what the thread read ahead. The thread also does the per-batch host work
-(tensor conversion, pinning, counting trained tokens, hashing samples), so the loop only waits when the data
-layer is genuinely slower than the model.
+:class:`Feed` hands the loop this rank's batches read ahead in background threads (the loader's
+``tokenmill.torch.PrefetchIterator``, or the pipeline's ``prefetch`` stage), as int64 tensors. The state that goes
+with a batch is the iterator's position right after it, so the state saved in a checkpoint matches the last batch
+the loop *consumed*, not what the threads read ahead. Conversion to the model's dtypes happens in those threads
+too, so the loop only waits when the data layer is genuinely slower than the model, and ``Fetched.wait`` says how
+long it did.
 """
 
 from __future__ import annotations
 
 import hashlib
-import queue
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tokenmill.errors import ConfigError, StateError
+from tokenmill.errors import CacheError, ConfigError
 
 IGNORE_INDEX = -100
 # Columns the model is given; anything else in a batch (cu_seqlens, ...) stays on the host.
@@ -35,11 +34,12 @@ MODEL_COLUMNS = ("input_ids", "position_ids", "attention_mask")
 
 @dataclass
 class Fetched:
-    batch: dict[str, torch.Tensor]  # input_ids, labels (+ position_ids / attention_mask), on the host
+    batch: dict[str, torch.Tensor]  # input_ids, labels (+ position_ids / attention_mask), int64, on the host
     state: dict[str, Any]  # the iterator's state right after this batch
-    sample_hashes: np.ndarray  # int64[n]: one hash per sample (input ids and labels), for batch digests
-    trained_tokens: int  # labels != -100
-    wait: float = 0.0  # seconds the loop waited for this batch
+    wait: float  # seconds the loop waited for this batch
+
+    def sample_hashes(self) -> np.ndarray:
+        return sample_hashes(self.batch["input_ids"].numpy(), self.batch["labels"].numpy())
 
 
 def sample_hashes(input_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -59,8 +59,11 @@ def batch_digest(hashes: np.ndarray) -> str:
     return hashlib.blake2b(np.sort(np.asarray(hashes, dtype=np.int64)).tobytes(), digest_size=8).hexdigest()
 
 
-def to_tensors(batch: dict[str, Any], pin: bool) -> dict[str, torch.Tensor]:
-    """The model's columns and ``labels`` as int64 tensors (pinned for fast copies to a GPU when asked)."""
+def model_columns(batch: dict[str, Any]) -> dict[str, Any]:
+    """The model's columns and ``labels`` as int64 (the cache stores the narrowest integer for the vocabulary).
+
+    Runs in the prefetch threads, so the training loop receives batches it can copy to the device as they are.
+    """
     if "input_ids" not in batch:
         raise ConfigError(f"a training batch needs 'input_ids'; this one has {', '.join(batch)}")
     out = {}
@@ -68,71 +71,39 @@ def to_tensors(batch: dict[str, Any], pin: bool) -> dict[str, torch.Tensor]:
         value = batch.get(key)
         if value is None:
             continue
-        t = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
-        t = t.to(torch.int64)
-        out[key] = t.pin_memory() if pin else t
+        if isinstance(value, torch.Tensor):
+            value = value.numpy()
+        out[key] = np.ascontiguousarray(value, dtype=np.int64)
     if "labels" not in out:
-        out["labels"] = out["input_ids"].clone()
+        labels = out["input_ids"].copy()
+        if batch.get("loss_mask") is not None:
+            labels[~np.asarray(batch["loss_mask"], dtype=bool)] = IGNORE_INDEX
+        out["labels"] = labels
     return out
 
 
-class Prefetcher:
-    """Pulls ``(batch, state)`` pairs from ``iterator`` in a daemon thread, ``depth`` ahead of the consumer."""
+def _tensors(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return {
+        k: v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))
+        for k, v in batch.items()
+        if k in (*MODEL_COLUMNS, "labels")
+    }
 
-    _END = object()
 
-    def __init__(self, iterator: Iterator[Any], *, depth: int = 2, pin: bool = False) -> None:
+class Feed:
+    """This rank's batches as int64 tensors with the data state after each and the time the loop waited."""
+
+    def __init__(self, iterator: Iterator[Any], labels_shifted: bool) -> None:
         self.iterator = iterator
-        self.pin = pin
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tokenmill-train-prefetch", daemon=True)
-        self._thread.start()
-
-    def _fetch(self) -> Fetched:
-        batch = next(self.iterator)
-        state = self.iterator.state_dict()
-        tensors = to_tensors(batch, self.pin)
-        labels = tensors["labels"].numpy()
-        return Fetched(
-            batch=tensors,
-            state=state,
-            sample_hashes=sample_hashes(tensors["input_ids"].numpy(), labels),
-            trained_tokens=int((labels != IGNORE_INDEX).sum()),
-        )
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                item: Any = self._fetch()
-            except StopIteration:
-                item = self._END
-            except BaseException as exc:  # handed to the consumer, raised there
-                item = exc
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if item is self._END or isinstance(item, BaseException):
-                return
+        self.labels_shifted = labels_shifted
 
     def next(self) -> Fetched:
-        """The next batch; ``wait`` is how long this call blocked (zero when the thread was ahead)."""
         t0 = time.perf_counter()
-        item = self._queue.get()
+        batch = next(self.iterator)
         wait = time.perf_counter() - t0
-        if item is self._END:
-            raise StopIteration
-        if isinstance(item, BaseException):
-            raise item
-        item.wait = wait
-        return item
+        return Fetched(_tensors(batch), self.iterator.state_dict(), wait)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
         close = getattr(self.iterator, "close", None)
         if close is not None:
             close()
@@ -142,24 +113,26 @@ class Prefetcher:
 
 
 class LoaderStream:
-    """This rank's slice of each global batch of the loader over one cache, or a mixture of caches."""
+    """This rank's slice of each global batch of the loader (one cache, or a mixture of caches).
+
+    Batches are read ahead by :class:`tokenmill.torch.PrefetchIterator` (threads; pinned memory on CUDA); its
+    ``state_dict()`` is the position after the last batch handed to the loop. Labels are the loader's: already
+    shifted (``labels[t]`` is the target of input ``t``).
+    """
 
     world_size_invariant = True
+    labels_shifted = True
 
-    def __init__(self, config, rank: int, world_size: int, micro_batch_size: int) -> None:
+    def __init__(self, config, rank: int, world_size: int) -> None:
         self.config = config
         self.rank = rank
         self.world_size = world_size
-        self.micro_batch_size = micro_batch_size
 
-    def dataset(self):
-        return open_dataset(self.config, split="train", shuffle=self.config.shuffle)
-
-    def open(self, state: dict[str, Any] | None):
+    def batches(self, state: dict[str, Any] | None):
         from tokenmill.loader import BatchIterator
 
         it = BatchIterator(
-            self.dataset(),
+            open_dataset(self.config, split="train", shuffle=self.config.shuffle),
             self.config.global_batch_size,
             rank=self.rank,
             world_size=self.world_size,
@@ -168,31 +141,51 @@ class LoaderStream:
             it.load_state_dict(state)
         return it
 
+    def open(self, state: dict[str, Any] | None, pin_memory: bool = False) -> Feed:
+        from tokenmill.torch import PrefetchIterator
+
+        depth = max(1, self.config.prefetch)
+        it = PrefetchIterator(
+            self.batches(state),
+            depth=depth,
+            workers=min(2, depth),
+            pin_memory=pin_memory,
+            transform=model_columns,
+        )
+        return Feed(it, self.labels_shifted)
+
 
 class PipelineStream:
-    """A streaming :class:`tokenmill.pipeline.Pipeline` that yields batches; sharded per rank when distributed."""
+    """A streaming :class:`tokenmill.pipeline.Pipeline` that yields batches; sharded per rank when distributed.
+
+    The pipeline's own ``prefetch`` stage reads ahead in a thread. Its ``batch`` stage makes labels in the Hugging
+    Face convention (aligned with the inputs), so the trainer shifts them.
+    """
 
     world_size_invariant = False
+    labels_shifted = False
 
-    def __init__(self, pipeline, rank: int, world_size: int) -> None:
-        self.pipeline = pipeline.shard(rank, world_size) if world_size > 1 else pipeline
+    def __init__(self, pipeline, rank: int, world_size: int, prefetch: int = 2) -> None:
+        if world_size > 1:
+            pipeline = pipeline.shard(rank, world_size)
+        self.pipeline = pipeline.map(model_columns).prefetch(max(1, prefetch))
         self.rank = rank
         self.world_size = world_size
 
-    def open(self, state: dict[str, Any] | None):
-        return self.pipeline.iter(state_dict=state)
+    def open(self, state: dict[str, Any] | None, pin_memory: bool = False) -> Feed:
+        return Feed(self.pipeline.iter(state_dict=state), self.labels_shifted)
 
 
-def make_stream(config, data: Any, rank: int, world_size: int, micro_batch_size: int):
+def make_stream(config, data: Any, rank: int, world_size: int):
     """The training stream: ``data`` when the caller passes a pipeline or stream, else the loader on the config."""
     if data is None:
         if config.data is None:
             raise ConfigError("no training data: set 'data' in the config or pass --data CACHE")
-        return LoaderStream(config, rank, world_size, micro_batch_size)
+        return LoaderStream(config, rank, world_size)
     if hasattr(data, "open") and hasattr(data, "world_size_invariant"):
         return data
     if hasattr(data, "iter") and hasattr(data, "signature"):
-        return PipelineStream(data, rank, world_size)
+        return PipelineStream(data, rank, world_size, config.prefetch)
     raise ConfigError(
         f"data must be a tokenmill Pipeline (yielding batches) or None (the loader on the config), got {type(data)}"
     )
@@ -215,20 +208,23 @@ def open_dataset(config, split: str, shuffle: bool, cache: str | None = None):
         common["storage_options"] = config.storage_options
     if cache is not None or isinstance(config.data, str):
         return loader.TokenDataset(cache or config.data, split=split, shuffle=shuffle, **common)
-    parts, weights = [], []
+    parts = []
     for part in config.data:
-        parts.append(
-            loader.TokenDataset(str(part["cache"]), split=part.get("split", split), shuffle=shuffle, **common)
+        ds = loader.TokenDataset(
+            str(part["cache"]), split=part.get("split", split), shuffle=shuffle, **common
         )
-        weights.append(float(part.get("weight", 1.0)))
-    return loader.Mixture(parts, weights, seed=config.seed, policy=config.mixture_policy)
+        parts.append((ds, float(part.get("weight", 1.0))))
+    return loader.Mixture(parts, seed=config.seed, policy=config.mixture_policy, shuffle=shuffle)
 
 
 class EvalBatches:
     """The first ``eval_batches`` global batches of the validation split, in cache order: the same every time.
 
     They are read once and kept (a few batches of token ids), so an evaluation costs only the forward passes.
+    Labels are the loader's (shifted).
     """
+
+    labels_shifted = True
 
     def __init__(self, config, rank: int, world_size: int) -> None:
         self.config = config
@@ -246,29 +242,23 @@ class EvalBatches:
         from tokenmill.loader import BatchIterator
 
         config = self.config
-        batch_size = config.eval_batch_size or config.global_batch_size
-        if batch_size % self.world_size:
-            raise ConfigError(
-                f"eval_batch_size {batch_size} is not divisible by the world size {self.world_size}"
-            )
-        cache = config.validation_data or cache_paths(config)[0]
+        cache = config.validation_data or (cache_paths(config) or [None])[0]
+        if cache is None:
+            self.reason = "no cache to evaluate on"
+            return []
         try:
             dataset = open_dataset(config, split="validation", shuffle=False, cache=cache)
-        except (StateError, ConfigError, ValueError) as exc:
-            self.reason = f"no validation data in {cache}: {exc}"
+        except CacheError as exc:
+            self.reason = str(exc)
             return []
-        if len(dataset) == 0:
-            self.reason = f"{cache} has no validation samples of {config.seq_len} tokens"
+        batch_size = config.eval_batch_size or config.global_batch_size
+        # a small validation split still gives one (smaller) batch that every rank can share evenly
+        batch_size = min(batch_size, len(dataset) - len(dataset) % self.world_size)
+        if batch_size < self.world_size or batch_size % self.world_size:
+            self.reason = (
+                f"{cache}: {len(dataset)} validation samples cannot be split evenly over {self.world_size} ranks "
+                f"in batches of {config.eval_batch_size or config.global_batch_size}"
+            )
             return []
-        batch_size = min(batch_size, len(dataset) - len(dataset) % self.world_size) or self.world_size
-        if len(dataset) < self.world_size:
-            self.reason = f"{cache} has fewer validation samples than ranks"
-            return []
-        it = BatchIterator(dataset, batch_size, rank=self.rank, world_size=self.world_size)
-        out = []
-        for _ in range(min(config.eval_batches, max(1, len(dataset) // batch_size))):
-            try:
-                out.append(to_tensors(next(it), pin=False))
-            except StopIteration:
-                break
-        return out
+        it = BatchIterator(dataset, batch_size, rank=self.rank, world_size=self.world_size, epochs=1)
+        return [_tensors(model_columns(b)) for b, _ in zip(it, range(config.eval_batches))]

@@ -9,7 +9,7 @@ first batch is read, so the run continues with exactly the next samples, at once
 otherwise), and keep ``dataloader_num_workers=0``: the loader reads tens of thousands of samples a second in the
 main process, and the dataset must live there for the callback to see its position.
 
-    data = HFTrainerData(tm.TokenDataset("cache/", seq_len=1024), seed=0)
+    data = HFTrainerData(tm.TokenDataset("cache/", seq_len=1024, seed=0))
     trainer = Trainer(model, args, train_dataset=data.dataset, data_collator=data.collator,
                       callbacks=[data.callback])
     trainer.train(resume_from_checkpoint=True)
@@ -44,7 +44,7 @@ _RING = 1024
 
 def _open_loader(source: Any, chunk: int, state: dict[str, Any] | None):
     """An iterator of batches with ``state_dict()``: the loader's BatchIterator over a dataset, or a pipeline."""
-    if hasattr(source, "iter") and hasattr(source, "signature"):  # a tokenmill Pipeline yielding samples
+    if _is_pipeline(source):  # a tokenmill Pipeline yielding samples
         return source.iter(state_dict=state)
     from tokenmill.loader import BatchIterator
 
@@ -54,16 +54,21 @@ def _open_loader(source: Any, chunk: int, state: dict[str, Any] | None):
     return it
 
 
+def _is_pipeline(source: Any) -> bool:
+    return hasattr(source, "iter") and hasattr(source, "signature")
+
+
 class TokenmillTrainerDataset(torch.utils.data.IterableDataset):
     """Samples (dicts of numpy arrays) in the global order of the source, with a recoverable position.
 
-    ``source`` is a ``tokenmill.TokenDataset`` or ``Mixture`` (read through the loader's ``BatchIterator``), or a
-    ``tokenmill.Pipeline`` that yields single samples.
+    ``source`` is a ``tokenmill.TokenDataset`` or ``Mixture`` (read through the loader's ``BatchIterator``; labels
+    already shifted), or a ``tokenmill.Pipeline`` that yields single samples (labels, if any, aligned).
     """
 
     def __init__(self, source: Any, chunk: int = 8) -> None:
         super().__init__()
         self.source = source
+        self.labels_shifted = not _is_pipeline(source)
         self.chunk = chunk
         self.start_state: dict[str, Any] | None = None  # where the current run began
         self.produced = 0  # samples produced since start_state
@@ -107,7 +112,7 @@ class TokenmillTrainerDataset(torch.utils.data.IterableDataset):
             )
         if self._iterator is None:
             self._iterator = _open_loader(self.source, self.chunk, self.start_state)
-        is_pipeline = hasattr(self.source, "iter") and hasattr(self.source, "signature")
+        is_pipeline = _is_pipeline(self.source)
         for batch in self._iterator:
             if is_pipeline:
                 yield {k: np.asarray(batch[k]) for k in _KEEP if batch.get(k) is not None}
@@ -125,22 +130,33 @@ class TokenmillTrainerDataset(torch.utils.data.IterableDataset):
 class TokenmillCollator:
     """Stacks samples into int64 tensors (``input_ids``, ``labels``, and ``attention_mask``/``position_ids``).
 
-    Labels follow the Hugging Face convention (aligned with ``input_ids``; the model shifts them), with -100 on
-    tokens that are not trained, so any ``AutoModelForCausalLM`` computes the right loss.
+    ``labels`` follow the Hugging Face convention (aligned with ``input_ids``; the model shifts them), with -100
+    on tokens that are not trained. The loader's samples carry labels already shifted (``labels[t]`` is the
+    target of input ``t``): for those (``labels_shifted=True``) the batch also gets ``shift_labels``, which
+    transformers' causal-LM loss uses as is, so the last position's target is trained too and the loss equals
+    the reference trainer's.
     """
 
+    def __init__(self, labels_shifted: bool = True) -> None:
+        self.labels_shifted = labels_shifted
+
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        from tokenmill.loader import aligned_labels
+
         out = {}
         for key in _MODEL:
             if key in samples[0]:
-                out[key] = torch.from_numpy(np.stack([np.asarray(s[key]) for s in samples]).astype(np.int64))
+                out[key] = np.stack([np.asarray(s[key]) for s in samples]).astype(np.int64)
         if "labels" not in out:
-            labels = out["input_ids"].clone()
+            labels = out["input_ids"].copy()
             if "loss_mask" in samples[0]:
                 mask = np.stack([np.asarray(s["loss_mask"], dtype=bool) for s in samples])
-                labels[torch.from_numpy(~mask)] = -100
+                labels[~mask] = -100
             out["labels"] = labels
-        return out
+        elif self.labels_shifted:
+            out["shift_labels"] = out["labels"]
+            out["labels"] = aligned_labels(out["labels"])
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
 
 
 class DataStateCallback(TrainerCallback):
@@ -212,5 +228,5 @@ class HFTrainerData:
 
     def __init__(self, source: Any, resume_from: str | os.PathLike | None = None) -> None:
         self.dataset = TokenmillTrainerDataset(source)
-        self.collator = TokenmillCollator()
+        self.collator = TokenmillCollator(labels_shifted=self.dataset.labels_shifted)
         self.callback = DataStateCallback(self.dataset, resume_from=resume_from)

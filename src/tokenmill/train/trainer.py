@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tokenmill.errors import ConfigError, StateError, TokenizerError
 from tokenmill.train import checkpoint as ckpt
 from tokenmill.train.config import RESUMABLE_CHANGES, TrainConfig
-from tokenmill.train.data import EvalBatches, Prefetcher, batch_digest, cache_paths, make_stream
+from tokenmill.train.data import EvalBatches, batch_digest, cache_paths, make_stream
 from tokenmill.train.distributed import (
     World,
     all_gather_cat,
@@ -99,18 +99,23 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | N
     return torch.bfloat16
 
 
-def lm_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Summed next-token cross-entropy; ``labels`` are aligned with the inputs (Hugging Face's convention), so
-    position ``t`` predicts ``labels[t + 1]``."""
-    logits = logits[:, :-1, :].float()
-    targets = labels[:, 1:]
+def lm_loss_sum(logits: torch.Tensor, labels: torch.Tensor, shifted: bool) -> torch.Tensor:
+    """Summed next-token cross-entropy over the trained tokens.
+
+    ``shifted``: ``labels[t]`` is the target of input ``t`` (the loader's convention, every position trained);
+    otherwise labels are aligned with the inputs (Hugging Face's convention) and position ``t`` predicts
+    ``labels[t + 1]``.
+    """
+    if not shifted:
+        logits, labels = logits[:, :-1, :], labels[:, 1:]
+    logits = logits.float()
     return F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="sum"
+        logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100, reduction="sum"
     )
 
 
-def trained_tokens(labels: torch.Tensor) -> int:
-    return int((labels[:, 1:] != -100).sum())
+def trained_tokens(labels: torch.Tensor, shifted: bool) -> int:
+    return int(((labels if shifted else labels[:, 1:]) != -100).sum())
 
 
 def check_resume_config(saved: dict[str, Any], config: TrainConfig, world: World, source) -> None:
@@ -147,7 +152,7 @@ class Run:
         self.checkpoint = ckpt.resolve_checkpoint(resume, self.run_dir)
         self.saved = ckpt.read_trainer_state(self.checkpoint) if self.checkpoint else None
         self.micro_batch, self.accum = config.micro_batches(self.world.world_size)
-        self.stream = make_stream(config, data, self.world.rank, self.world.world_size, self.micro_batch)
+        self.stream = make_stream(config, data, self.world.rank, self.world.world_size)
         if self.saved is not None:
             check_resume_config(self.saved["config"], config, self.world, self.stream)
             if not self.stream.world_size_invariant and self.saved["world_size"] != self.world.world_size:
@@ -217,16 +222,17 @@ class Run:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def _forward_loss_sum(self, model, mb: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _forward_loss_sum(self, model, mb: dict[str, torch.Tensor], shifted: bool) -> torch.Tensor:
         inputs = {k: v for k, v in mb.items() if k != "labels"}
         with self._autocast():
             logits = model(**inputs, use_cache=False).logits
-        return lm_loss_sum(logits, mb["labels"])
+        return lm_loss_sum(logits, mb["labels"], shifted)
 
     def train_step(self, fetched) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward/backward over the micro-batches of one global batch, then one optimizer step."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in fetched.batch.items()}
-        local = torch.tensor(float(trained_tokens(fetched.batch["labels"])), device=self.device)
+        shifted = self.stream.labels_shifted
+        local = torch.tensor(float(trained_tokens(fetched.batch["labels"], shifted)), device=self.device)
         total = all_reduce_sum(self.world, local).clamp_min(1.0)
         scale = (
             self.world.world_size / total
@@ -242,7 +248,7 @@ class Run:
                 else self.forward_model.no_sync()
             )
             with sync:
-                loss = self._forward_loss_sum(self.forward_model, mb) * scale
+                loss = self._forward_loss_sum(self.forward_model, mb, shifted) * scale
                 loss.backward()
             loss_sum += loss.detach()
             if last:
@@ -265,8 +271,8 @@ class Run:
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)
         for b in batches:
             b = {k: v.to(self.device) for k, v in b.items()}
-            totals[0] += self._forward_loss_sum(self.model, b).double()
-            totals[1] += trained_tokens(b["labels"])
+            totals[0] += self._forward_loss_sum(self.model, b, EvalBatches.labels_shifted).double()
+            totals[1] += trained_tokens(b["labels"], EvalBatches.labels_shifted)
         self.model.train()
         all_reduce_sum(self.world, totals)
         loss = float(totals[0] / totals[1].clamp_min(1))
@@ -348,8 +354,7 @@ class Run:
             log.message(f"nothing to do: step {self.step} >= max_steps {max_steps}")
             log.close()
             return result
-        pin = self.device.type == "cuda"
-        prefetch = Prefetcher(self.stream.open(self.data_state), depth=max(1, config.prefetch), pin=pin)
+        feed = self.stream.open(self.data_state, pin_memory=self.device.type == "cuda")
         self.model.train()
         window = {"time": 0.0, "wait": 0.0, "tokens": 0, "steps": 0}
         last_loss = None
@@ -357,7 +362,7 @@ class Run:
             while self.step < max_steps:
                 t0 = time.perf_counter()
                 try:
-                    fetched = prefetch.next()
+                    fetched = feed.next()
                 except StopIteration:
                     log.message(f"the data ended after step {self.step}")
                     break
@@ -369,7 +374,7 @@ class Run:
                 logging = self.step % config.log_every == 0 or self.step == max_steps
                 if logging:
                     loss = all_reduce_sum(world, loss_sum.detach().clone()).item() / world.world_size
-                    hashes = all_gather_cat(world, torch.from_numpy(fetched.sample_hashes).to(self.device))
+                    hashes = all_gather_cat(world, torch.from_numpy(fetched.sample_hashes()).to(self.device))
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 dt = time.perf_counter() - t0
@@ -407,7 +412,7 @@ class Run:
                 if self._should_save(max_steps):
                     result.checkpoint = self.save(self.data_state)
         finally:
-            prefetch.close()
+            feed.close()
         if config.eval_every and self.step % config.eval_every and self.step > result.step:
             self._log_eval(result)  # the final model is always evaluated when evaluation is on
         result.step, result.tokens, result.loss = self.step, self.tokens, last_loss
