@@ -472,7 +472,7 @@ class HFTokenizer(Tokenizer):
         plain = _HFTok.from_str(tokenizer.to_str())
         plain.no_truncation()
         plain.no_padding()
-        self._json = json.loads(plain.to_str())
+        tj = json.loads(plain.to_str())  # not kept: for a 150k vocabulary it is ~100 MB of Python objects
         plain.encode_special_tokens = True  # special-token text in data is plain text
         self._plain = plain
         self._special: Any = None
@@ -480,12 +480,12 @@ class HFTokenizer(Tokenizer):
         if not vocab:
             raise TokenizerError(f"tokenizer {name!r} has an empty vocabulary")
         self.vocab_size = max(vocab.values()) + 1
-        self._added = {a["content"]: a["id"] for a in self._json.get("added_tokens") or []}
+        self._added = {a["content"]: a["id"] for a in tj.get("added_tokens") or []}
         self._resolve_specials(bos_token, eos_token, pad_token, adds_bos)
         self._tiktoken: Any = None
         self.fast_path_reason = "disabled (fast_path=False)"
         if fast_path:
-            twin = _tiktoken_twin(self._json, name)
+            twin = _tiktoken_twin(tj, name)
             if isinstance(twin, str):
                 self.fast_path_reason = twin
             else:
@@ -587,13 +587,11 @@ class HFTokenizer(Tokenizer):
         # The post-processor matters only through the BOS convention, which the fingerprint holds as adds_bos,
         # bos_id and eos_id; its JSON is left out because transformers rewrites it on save (an equivalent
         # TemplateProcessing), which would make one tokenizer look like two.
-        j = self._json
+        j = json.loads(self._plain.to_str())
         return {k: j.get(k) for k in ("model", "normalizer", "pre_tokenizer", "added_tokens")}
 
     def _save_files(self, directory: Path) -> dict[str, Any]:
-        (directory / "tokenizer.json").write_text(
-            json.dumps(self._json, ensure_ascii=False, indent=None), encoding="utf-8"
-        )
+        (directory / "tokenizer.json").write_text(self._plain.to_str(), encoding="utf-8")
         # lets transformers.AutoTokenizer load the same folder (e.g. in the HF Trainer adapter)
         cfg: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": self.adds_bos}
         for key, value in (
