@@ -632,3 +632,19 @@ def test_from_dict_validates_and_round_trips():
     default = FormatConfig()
     assert default.column_prefixes == ("Instruction:\n", "Input:\n", "Output:\n")
     assert default.column_train == (True, False, True) and default.column_separator == "\n\n"
+
+
+def test_formatter_pickles_after_rendering_chat(tok):
+    import pickle
+
+    f = fmt(tok)
+    rec = {"messages": CONVERSATION}
+    first = f.encode_record(rec)
+    copy = pickle.loads(pickle.dumps(f))
+    again = copy.encode_record(rec)
+    assert again.ids.tolist() == first.ids.tolist() and again.mask.tolist() == first.mask.tolist()
+
+
+def test_columns_as_comma_separated_string():
+    cfg = FormatConfig.from_dict({"columns": "question, answer"})
+    assert cfg.column_keys == ("question", "answer") and cfg.column_train == (False, True)

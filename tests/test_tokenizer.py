@@ -457,3 +457,19 @@ def test_normalizer_tokenizer_runs_on_tokenizers_engine(tokenizer_path, tmp_path
     tok = load_tokenizer(path)
     assert tok.engine == "tokenizers"
     assert tok.encode("ﬁne") == tok.encode("fine")  # NFKC folds the ligature
+
+
+def test_tokenizers_survive_pickling_for_worker_processes(tokenizer_path):
+    import pickle
+
+    text = "hello <|endoftext|> world"
+    for tok in (
+        load_tokenizer(tokenizer_path),
+        load_tokenizer(tokenizer_path, fast_path=False),
+        ByteTokenizer(),
+    ):
+        tok.encode(text, parse_special=True)
+        copy = pickle.loads(pickle.dumps(tok))
+        assert copy.engine == tok.engine and copy.fingerprint == tok.fingerprint
+        assert copy.encode(text) == tok.encode(text)
+        assert copy.encode(text, parse_special=True) == tok.encode(text, parse_special=True)

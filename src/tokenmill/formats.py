@@ -264,6 +264,8 @@ def _coerce(key: str, value: Any) -> Any:
 
 
 def _columns_from_list(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, (list, tuple)) or not value:
         raise ConfigError("format option 'columns' must be a non-empty list of column names or mappings")
     keys, prefixes, suffixes, train = [], [], [], []
@@ -379,6 +381,11 @@ class RecordFormatter:
         self.bos_id = tokenizer.bos_id if add_bos else None
         self.eos_id = tokenizer.eos_id if add_eos else None
         self._template: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_template"] = None  # compiled Jinja objects do not pickle; recompiled on first use
+        return state
 
     # ------------------------------------------------------------------ public
 

@@ -534,6 +534,14 @@ class HFTokenizer(Tokenizer):
             adds_bos = bool(prefix) and self.bos_id is not None and prefix[-1] == self.bos_id
         self.adds_bos = bool(adds_bos) and self.bos_id is not None
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # tokenizers does not pickle its encode_special_tokens flag; without this, an unpickled copy (in a
+        # worker process) would turn special-token text in data into control tokens
+        self.__dict__.update(state)
+        self._plain.encode_special_tokens = True
+        if self._special is not None:
+            self._special.encode_special_tokens = False
+
     @property
     def engine(self) -> str:
         return "tiktoken" if self._tiktoken is not None else "tokenizers"
