@@ -79,6 +79,9 @@ class CacheStage(Stage):
         counts = end - first
         local = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
         flat, offsets, mask = self.reader.take_rows(self.rows[local])
+        flat = flat.astype(
+            np.int32
+        )  # the cache stores the narrowest type; stages and pad ids want signed ints
         doc_bounds = offsets[np.concatenate(([0], np.cumsum(counts)))]
         out = []
         for a, b in zip(doc_bounds[:-1].tolist(), doc_bounds[1:].tolist(), strict=True):

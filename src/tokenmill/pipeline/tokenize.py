@@ -43,7 +43,9 @@ def resolve_tokenizer(tokenizer: Any) -> Any:
 
 
 def ids_array(ids: Any) -> np.ndarray:
-    return ids if isinstance(ids, np.ndarray) else np.asarray(ids, dtype=np.int32)
+    if isinstance(ids, np.ndarray):
+        return ids
+    return np.fromiter(ids, dtype=np.int32, count=len(ids))  # faster than np.asarray on a list of ints
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
