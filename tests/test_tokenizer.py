@@ -473,3 +473,34 @@ def test_tokenizers_survive_pickling_for_worker_processes(tokenizer_path):
         assert copy.engine == tok.engine and copy.fingerprint == tok.fingerprint
         assert copy.encode(text) == tok.encode(text)
         assert copy.encode(text, parse_special=True) == tok.encode(text, parse_special=True)
+
+
+def test_tiktoken_encoding_name_through_tiktokens_registry(tokenizer_path, monkeypatch, documents):
+    """A named encoding loads through tiktoken's plugin registry (here one registered offline, as a package that
+    ships ranks would); a name tiktoken knows but cannot fetch offline is a TokenizerError, not a crash."""
+    import tiktoken.registry
+
+    fixture = load_tokenizer(tokenizer_path)
+    ranks = dict(fixture._tiktoken._mergeable_ranks)
+    tiktoken.registry.list_encoding_names()  # populate the registry first
+    monkeypatch.setitem(
+        tiktoken.registry.ENCODING_CONSTRUCTORS,
+        "tokenmill_test_base",
+        lambda: {
+            "name": "tokenmill_test_base",
+            "pat_str": r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+            "mergeable_ranks": ranks,
+            "special_tokens": {"<|endoftext|>": 0},
+        },
+    )
+    tok = load_tokenizer("tokenmill_test_base")
+    assert isinstance(tok, TiktokenTokenizer) and tok.name == "tokenmill_test_base"
+    assert tok.eos_id == 0 and tok.vocab_size == fixture.vocab_size
+    assert tok.encode_batch(documents[:20]) == fixture.encode_batch(documents[:20])
+
+    def offline():
+        raise OSError("no network")
+
+    monkeypatch.setitem(tiktoken.registry.ENCODING_CONSTRUCTORS, "tokenmill_test_offline", offline)
+    with pytest.raises(TokenizerError, match="not available offline"):
+        load_tokenizer("tokenmill_test_offline")
