@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_pipeline import assert_resumes, run
 
+from test_pipeline import assert_resumes, run
 from tokenmill.pipeline import Pipeline
 from tokenmill.pipeline.bos_eos import bos_eos_of
 from tokenmill.tokenizer import load_tokenizer
