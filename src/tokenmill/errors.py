@@ -63,10 +63,11 @@ class SourceError(TokenmillError):
             where += f", field {self.field!r}"
         return f"{where}: {self.detail}"
 
-    def __reduce__(self):  # keeps the fields when the error crosses a process boundary
+    def __reduce__(self):  # keeps the fields (and a reader's resume position) across a process boundary
         return (
             _rebuild_source_error,
             (type(self), self.detail, self.path, self.line, self.row, self.field, self.reason),
+            {"position": self.position} if hasattr(self, "position") else None,
         )
 
 
