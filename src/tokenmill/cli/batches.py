@@ -29,7 +29,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("caches", nargs="+", metavar="CACHE", help="cache folder or URL; several make a mixture")
+    p.add_argument("caches", nargs="*", metavar="CACHE", help="cache folder or URL; several make a mixture")
+    p.add_argument(
+        "--recipe",
+        metavar="RECIPE",
+        help="read a data recipe's sources mixed by its weights (a recipe.yaml or a prepared recipe folder; "
+        "a CACHE argument then names the folder it was prepared in)",
+    )
     p.add_argument("--seq-len", type=int, required=True, help="tokens per sample")
     p.add_argument("--batch-size", type=int, required=True, help="global batch size (all ranks together)")
     p.add_argument("--mode", choices=["windows", "packed", "padded"], default="windows")
@@ -71,6 +77,10 @@ def build_source(args: argparse.Namespace):
     """The dataset or mixture the arguments describe."""
     from tokenmill.loader import Mixture, TokenDataset
 
+    if args.recipe:
+        return _recipe_source(args)
+    if not args.caches:
+        raise ConfigError("name a CACHE to read (or --recipe RECIPE)")
     options = dict(
         split=args.split,
         seq_len=args.seq_len,
@@ -93,6 +103,27 @@ def build_source(args: argparse.Namespace):
         seed=args.seed,
         shuffle=not args.no_shuffle,
         names=args.caches,
+    )
+
+
+def _recipe_source(args: argparse.Namespace):
+    """The mixture of a data recipe (its weights and policy; mode, seq_len, seed and split from the flags)."""
+    from tokenmill.recipe import load_recipe, recipe_mixture
+
+    if len(args.caches) > 1 or args.weights:
+        raise ConfigError("with --recipe, name at most one CACHE (the recipe's folder) and no --weights")
+    return recipe_mixture(
+        load_recipe(args.recipe),
+        args.caches[0] if args.caches else None,
+        seq_len=args.seq_len,
+        mode=args.mode,
+        split=args.split,
+        seed=args.seed,
+        shuffle=not args.no_shuffle,
+        read=args.read,
+        long_documents=args.long_documents,
+        group_by_length=args.group_by_length,
+        follow=args.follow,
     )
 
 
@@ -189,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
         elif not args.json:
             for i in range(n):
                 k = int(batch["source"][i]) if "source" in batch else 0
-                where = f" \u00b7 {args.caches[k]}" if "source" in batch else ""
+                names = getattr(source, "names", args.caches)
+                where = f" \u00b7 {names[k]}" if "source" in batch else ""
                 out.write(
                     f"=== step {step} \u00b7 rank {it.rank}/{it.world_size} \u00b7 sample {i}{where} ===\n"
                 )

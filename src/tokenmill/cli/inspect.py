@@ -16,6 +16,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="draw the document-length histogram")
     p.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
+    p.add_argument(
+        "--recipe",
+        metavar="RECIPE",
+        help="a recipe.yaml (or a prepared recipe folder): per source documents, tokens, share and epochs",
+    )
+    p.add_argument("--output", help="with --recipe: the folder it was prepared in (default: the recipe's)")
+    p.add_argument(
+        "--seq-len", type=int, help="with --recipe: sample length (default: the recipe's, or 1024)"
+    )
+    p.add_argument("--mode", choices=["windows", "packed", "padded"], help="with --recipe: sample mode")
     p.set_defaults(run=run)
 
 
@@ -85,6 +95,10 @@ def plot_lengths(lengths: np.ndarray, path: str, title: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.recipe:
+        from tokenmill.cli._recipe import run_inspect
+
+        return run_inspect(args)
     if args.cache is None:
         from tokenmill.errors import ConfigError
 

@@ -32,6 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="files, URLs, brace patterns or globs")
     p.add_argument("--config", help="YAML file with prepare options (flags override it)")
+    p.add_argument(
+        "--recipe",
+        metavar="RECIPE.yaml",
+        help="prepare every source of a data recipe, one cache each under --output (docs/recipes.md)",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     p.add_argument(
         "--tokenizer", help="tokenizer.json, HF name or folder, tiktoken name or .tiktoken file, or 'bytes'"
@@ -139,6 +144,10 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from tokenmill.prepare import PrepareConfig, prepare
 
+    if args.recipe:
+        from tokenmill.cli._recipe import run_prepare
+
+        return run_prepare(args)
     data = resolve_config(args)
     config = PrepareConfig.from_dict(data, where=args.config or "prepare options")
     if args.print_config:
