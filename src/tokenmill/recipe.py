@@ -233,6 +233,26 @@ def _url_list(value: Any, where: _Where, dotted: str, base: str | None) -> list[
     return [_resolve_path(v, base) for v in value]
 
 
+def is_recipe(value: Any) -> bool:
+    """Whether ``value`` names a recipe (a ``.yaml``/``.yml`` file or a prepared recipe folder), not a cache."""
+    if not isinstance(value, (str, os.PathLike)):
+        return False
+    text = os.fspath(value)
+    if text.endswith((".yaml", ".yml", STATE_FILE)):
+        return True
+    return store.is_local(text) and os.path.isfile(os.path.join(store.local_path(text), STATE_FILE))
+
+
+def recipe_caches(recipe: Recipe, output: str | None = None, split: str = "train") -> list[str]:
+    """The caches a mixture of ``split`` reads (train: sources of positive weight), in recipe order."""
+    output = _output_of(recipe, output)
+    out = []
+    for spec in recipe.sources:
+        if (split == "train" and spec.weight > 0) or (split == "validation" and spec.has_validation):
+            out.append(source_split(recipe, output, spec.name, split)[0])
+    return out
+
+
 def load_recipe(path: str | os.PathLike) -> Recipe:
     """Read and validate a recipe YAML (or the ``recipe.json`` of a prepared recipe folder, or that folder)."""
     text = os.fspath(path)
@@ -833,6 +853,7 @@ def recipe_datasets(
     seq_len = seq_len or recipe.seq_len
     if not seq_len:
         raise ConfigError("no seq_len: pass --seq-len or set 'seq_len' in the recipe")
+    storage_options = options.pop("storage_options", None)
     out = {}
     for spec in recipe.sources:
         if split == "validation" and not spec.has_validation:
@@ -850,7 +871,7 @@ def recipe_datasets(
             seq_len=seq_len,
             mode=mode or recipe.mode,  # type: ignore[arg-type]
             seed=recipe.seed if seed is None else seed,
-            storage_options=spec.prepare.get("storage_options"),
+            storage_options=spec.prepare.get("storage_options") or storage_options,
             **options,
         )
     if not out:
@@ -999,10 +1020,12 @@ __all__ = [
     "SourceSpec",
     "cache_path",
     "check_inputs",
+    "is_recipe",
     "load_recipe",
     "parse_recipe",
     "plot_shares",
     "prepare_recipe",
+    "recipe_caches",
     "recipe_datasets",
     "recipe_mixture",
     "recipe_report",

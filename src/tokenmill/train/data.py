@@ -191,11 +191,21 @@ def make_stream(config, data: Any, rank: int, world_size: int):
     )
 
 
+def _recipe(config):
+    """The data recipe ``data`` names (a recipe.yaml or a prepared recipe folder), else None."""
+    from tokenmill.recipe import is_recipe, load_recipe
+
+    return load_recipe(config.data) if is_recipe(config.data) else None
+
+
 def cache_paths(config) -> list[str]:
     if config.data is None:
         return []
     if isinstance(config.data, str):
-        return [config.data]
+        from tokenmill.recipe import recipe_caches
+
+        recipe = _recipe(config)
+        return [config.data] if recipe is None else recipe_caches(recipe)
     return [str(part["cache"]) for part in config.data]
 
 
@@ -206,6 +216,11 @@ def open_dataset(config, split: str, shuffle: bool, cache: str | None = None):
     common = dict(seq_len=config.seq_len, mode=config.mode, seed=config.seed)
     if config.storage_options:
         common["storage_options"] = config.storage_options
+    recipe = _recipe(config) if cache is None else None
+    if recipe is not None:  # the recipe's sources mixed by its weights (and its policy)
+        from tokenmill.recipe import recipe_mixture
+
+        return recipe_mixture(recipe, split=split, shuffle=shuffle, **common)
     if cache is not None or isinstance(config.data, str):
         return loader.TokenDataset(cache or config.data, split=split, shuffle=shuffle, **common)
     parts = []
@@ -242,13 +257,14 @@ class EvalBatches:
         from tokenmill.loader import BatchIterator
 
         config = self.config
-        cache = config.validation_data or (cache_paths(config) or [None])[0]
-        if cache is None:
+        recipe = _recipe(config) is not None  # a recipe evaluates on its validation mixture
+        cache = config.validation_data or (None if recipe else (cache_paths(config) or [None])[0])
+        if cache is None and not recipe:
             self.reason = "no cache to evaluate on"
             return []
         try:
             dataset = open_dataset(config, split="validation", shuffle=False, cache=cache)
-        except CacheError as exc:
+        except (CacheError, ConfigError) as exc:
             self.reason = str(exc)
             return []
         batch_size = config.eval_batch_size or config.global_batch_size
