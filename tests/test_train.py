@@ -44,6 +44,15 @@ def build_cache(out: Path, shards, tokenizer, **kw) -> Path:
     return out
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread is 10-50x faster than two fighting for cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory, jsonl_shards, tokenizer_path) -> Path:
     return build_cache(tmp_path_factory.mktemp("train") / "cache", jsonl_shards, tokenizer_path)
@@ -201,6 +210,7 @@ def test_checkpoints_by_time_and_rng_round_trip(cache, tmp_path):
 KILLER = """
 import os, signal, sys
 import torch
+torch.set_num_threads(1)
 from tokenmill.train import TrainConfig, train
 saves = {"n": 0}
 real_save = torch.save

@@ -103,7 +103,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "train config") -> TrainConfig:
-        config = from_dict(cls, data, where)
+        config = from_dict(cls, _floats(data), where)
         config.validate(where)
         return config
 
@@ -170,6 +170,22 @@ class TrainConfig:
                 f"{micro} does not divide; pick a divisor of {per_rank}"
             )
         return micro, per_rank // micro
+
+
+_FLOAT_FIELDS = ("lr", "min_lr", "weight_decay", "eps", "grad_clip", "save_every_minutes")
+
+
+def _floats(data: dict[str, Any]) -> dict[str, Any]:
+    """YAML 1.1 reads ``3e-4`` (no dot) as a string; every config writes learning rates that way."""
+    out = dict(data)
+    for name in _FLOAT_FIELDS:
+        value = out.get(name)
+        if isinstance(value, str):
+            try:
+                out[name] = float(value)
+            except ValueError:
+                pass  # from_dict reports the wrong type with the option's name
+    return out
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 The result loads with ``AutoModelForCausalLM.from_pretrained(folder)`` and ``AutoTokenizer.from_pretrained(folder)``
 and nothing of tokenmill. The model is rebuilt from the checkpoint's ``config.json`` and ``model.pt`` (read with
 ``weights_only=True``); the tokenizer is a ``PreTrainedTokenizerFast`` over the cache's ``tokenizer.json`` (the run
-keeps a copy in ``RUN/tokenizer/``) with its BOS/EOS/PAD tokens, and the model's config and generation config get
-the same special ids so ``generate()`` stops at EOS.
+keeps a copy in ``RUN/tokenizer/``) with its BOS/EOS/PAD tokens and nothing else, so it produces the cache's ids
+(``load_tokenizer`` gives it the cache's fingerprint); the model's config and generation config get the same special
+ids so ``generate()`` stops at EOS (and pads with EOS when the tokenizer has no PAD).
 """
 
 from __future__ import annotations
@@ -41,9 +42,8 @@ def hf_tokenizer(tokenizer_dir: str | Path):
         )
     meta_path = folder / "tokenmill_tokenizer.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    # exactly the cache's special tokens, so the exported tokenizer has the cache's fingerprint (no pad is invented)
     specials = {k: meta.get(k) for k in ("bos_token", "eos_token", "pad_token") if meta.get(k)}
-    if "pad_token" not in specials and "eos_token" in specials:
-        specials["pad_token"] = specials["eos_token"]  # generate() and batching need one; GPT-2's convention
     tok = PreTrainedTokenizerFast(tokenizer_file=str(path), **specials)
     if meta.get("chat_template"):
         tok.chat_template = meta["chat_template"]
@@ -85,6 +85,8 @@ def export_checkpoint(
                 setattr(model.config, f"{name}_token_id", tid)
                 if model.generation_config is not None:
                     setattr(model.generation_config, f"{name}_token_id", tid)
+        if tok.pad_token_id is None and tok.eos_token_id is not None and model.generation_config is not None:
+            model.generation_config.pad_token_id = tok.eos_token_id  # generate() pads with EOS, GPT-2's habit
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(output), safe_serialization=True)
     if tok is not None:
