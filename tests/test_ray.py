@@ -164,6 +164,7 @@ def test_ray_prepare_equals_local(tmp_path, ray_cluster, jsonl_shards, tokenizer
     assert not ray.is_initialized()  # the executor disconnects the driver it connected
 
 
+@pytest.mark.slow
 def test_bad_record_on_ray_names_file_and_line(tmp_path, ray_cluster, tokenizer_path):
     address, _ = ray_cluster
     good = write_jsonl(tmp_path / "src" / "a-good.jsonl", [{"text": "hello world"}] * 3)

@@ -203,9 +203,10 @@ def _plan(config: PrepareConfig) -> list[dict[str, Any]]:
 
     if not config.sources:
         raise ConfigError("no sources given: name files, URLs, brace patterns or globs to prepare")
-    urls = expand_urls(config.sources, storage_options=config.storage_options)
+    source_options = store.fsspec_options(config.storage_options, config.sources[0])
+    urls = expand_urls(config.sources, storage_options=source_options)
     units = plan_units(
-        urls, config.input_format, target_bytes=config.unit_bytes, storage_options=config.storage_options
+        urls, config.input_format, target_bytes=config.unit_bytes, storage_options=source_options
     )
     out = []
     for unit in units:
@@ -305,7 +306,9 @@ def _iter_unit_records(
     from tokenmill.sources import WorkUnit
 
     work = WorkUnit.from_json(unit["unit"])
-    kwargs: dict[str, Any] = {"text_split": config.text_split, "storage_options": config.storage_options}
+    # sources go through fsspec, the cache through Lance: one set of user options, translated for fsspec
+    source_options = store.fsspec_options(config.storage_options, (unit.get("urls") or [""])[0])
+    kwargs: dict[str, Any] = {"text_split": config.text_split, "storage_options": source_options}
     if on_bad is not None:
         kwargs["on_error"] = on_bad
     yield from work.iter_records(**kwargs)
@@ -461,7 +464,7 @@ def make_executor(config: PrepareConfig, payload: dict[str, Any]):
     if config.executor == "ray":
         from tokenmill.ray_executor import RayExecutor
 
-        return RayExecutor(workers, payload, address=config.ray_address)
+        return RayExecutor(config.workers, payload, address=config.ray_address)  # None: the cluster's CPUs
     return LocalExecutor(workers, payload)
 
 
@@ -541,6 +544,7 @@ def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSu
     if not config.output:
         raise ConfigError("no output given: name the cache folder or URL with --output")
     cache = config.output.rstrip("/")
+    config.storage_options = store.resolve_storage_options(config.storage_options, cache)
     so = config.storage_options
     if not config.tokenizer:
         existing_tok = store.join(cache, "tokenizer")

@@ -76,7 +76,7 @@ class CacheReader:
 
     def __init__(self, cache: str, storage_options: dict[str, str] | None = None, version: int | None = None):
         self.cache = str(cache)
-        self.storage_options = storage_options
+        self.storage_options = storage_options = store.resolve_storage_options(storage_options, self.cache)
         self.manifest = read_manifest(self.cache, storage_options)
         uri = store.join(self.cache, TOKENS_DATASET)
         if not store.exists(uri, storage_options):

@@ -16,6 +16,8 @@ from typing import Any
 import fsspec
 import numpy as np
 
+_ENDPOINT_KEYS = ("endpoint", "aws_endpoint", "endpoint_url", "aws_endpoint_url")
+
 
 def fsspec_options(storage_options: dict[str, str] | None, uri: str) -> dict[str, Any]:
     """Translate Lance-style storage options (``aws_access_key_id``, ``endpoint``...) to fsspec/s3fs ones."""
@@ -33,17 +35,36 @@ def fsspec_options(storage_options: dict[str, str] | None, uri: str) -> dict[str
             opts["secret"] = value
         elif k in ("aws_session_token", "session_token"):
             opts["token"] = value
-        elif k in ("endpoint", "aws_endpoint", "endpoint_url", "aws_endpoint_url"):
+        elif k in _ENDPOINT_KEYS:
             client_kwargs["endpoint_url"] = value
-        elif k in ("region", "aws_region"):
+        elif k in ("region", "aws_region", "aws_default_region"):
             client_kwargs["region_name"] = value
-        elif k in ("allow_http",):
+        elif k in ("allow_http", "aws_allow_http"):
             continue
         else:
             opts[key] = value
     if client_kwargs:
         opts["client_kwargs"] = client_kwargs
     return opts
+
+
+def resolve_storage_options(storage_options: dict[str, str] | None, uri: str) -> dict[str, str] | None:
+    """Lance-style options for ``uri``, completed where Lance needs more than the environment gives it.
+
+    Lance reads credentials, region and endpoint from the usual ``AWS_*`` variables itself, but refuses a plain
+    ``http://`` endpoint (MinIO, moto, a local gateway) unless ``allow_http`` is set: naming such an endpoint, in
+    an option or in ``AWS_ENDPOINT_URL``, is taken as that permission.
+    """
+    if not uri.startswith(("s3://", "s3a://")):
+        return storage_options
+    opts = dict(storage_options or {})
+    keys = {k.lower(): k for k in opts}
+    endpoint = next((opts[keys[k]] for k in _ENDPOINT_KEYS if k in keys), None)
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT")
+    allowed = "allow_http" in keys or "aws_allow_http" in keys or "AWS_ALLOW_HTTP" in os.environ
+    if endpoint and str(endpoint).startswith("http://") and not allowed:
+        opts["allow_http"] = "true"
+    return opts or storage_options
 
 
 def is_local(uri: str) -> bool:
