@@ -144,3 +144,22 @@ def test_pack_from_cache_keeps_every_token(cache):
     packed = sorted(t for r in rows for t in r["input_ids"] if t != -1)
     assert packed == sorted(t for d in docs for t in d["input_ids"])
     assert_resumes(Pipeline.from_cache(str(cache)).pack(256, buffer_size=100).batch(2), 9)
+
+
+def test_cache_builds_once_then_reads(tmp_path, documents, tok):
+    from tokenmill.errors import CacheError
+
+    records = [{"text": d} for d in documents[:120]]
+    source = Pipeline.from_sequence(records).tokenize(tok).ensure_bos_eos()
+    cached = source.cache(str(tmp_path / "val"))
+    expected = run(source)
+    assert [x["input_ids"] for x in run(cached)] == [x["input_ids"] for x in expected]
+    built = (tmp_path / "val" / "manifest.json").stat().st_mtime_ns
+    # a second pipeline object over the same data reads the cache without rebuilding it
+    again = Pipeline.from_sequence(records).tokenize(tok).ensure_bos_eos().cache(str(tmp_path / "val"))
+    assert [x["input_ids"] for x in run(again)] == [x["input_ids"] for x in expected]
+    assert (tmp_path / "val" / "manifest.json").stat().st_mtime_ns == built
+    assert_resumes(cached.concat_chunk(64).batch(2), 5)
+    other = Pipeline.from_sequence(records).tokenize(tok).cache(str(tmp_path / "val"))
+    with pytest.raises(CacheError, match="another pipeline"):
+        run(other)
