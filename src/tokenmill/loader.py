@@ -151,12 +151,37 @@ class MemmapStream:
         self.ids_path, self.mask_path = ids_path, mask_path
         self.ids = np.asarray(np.load(ids_path, mmap_mode="r", allow_pickle=False))
         self.mask = np.asarray(np.load(mask_path, mmap_mode="r", allow_pickle=False)) if mask_path else None
+        self._view_length = -1
+        self._ids_view: np.ndarray = self.ids
+        self._mask_view: np.ndarray | None = None
 
     def windows(self, starts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray | None]:
-        idx = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(length, dtype=np.int64)
-        return self.ids[idx], (self.mask[idx] if self.mask is not None else None)
+        """Rows of a strided sliding-window view, picked by start: one memcpy per window and no index array
+        (7-20x faster than gathering ``starts[:, None] + arange(length)``)."""
+        ids_view, mask_view = self._views(length)
+        starts = np.asarray(starts, dtype=np.int64)
+        return ids_view[starts], (mask_view[starts] if mask_view is not None else None)
+
+    def _views(self, length: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if self._view_length != length:
+            window = np.lib.stride_tricks.sliding_window_view
+            self._ids_view = window(self.ids, length)
+            self._mask_view = window(self.mask, length) if self.mask is not None else None
+            self._view_length = length
+        return self._ids_view, self._mask_view
 
     def ranges(self, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Token runs, one after the other. When the runs are long (few per batch), copy a window of the longest
+        length per run and keep each run's prefix (a boolean select); else gather through a flat index."""
+        starts = np.asarray(starts, dtype=np.int64)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if starts.size == 0:
+            return self.ids[:0], (self.mask[:0] if self.mask is not None else None)
+        width = int(lengths.max())
+        if starts.size * width <= 2 * int(lengths.sum()) and int(starts.max()) + width <= self.ids.size:
+            ids_view, mask_view = self._views(width)
+            keep = np.arange(width)[None, :] < lengths[:, None]
+            return ids_view[starts][keep], (mask_view[starts][keep] if mask_view is not None else None)
         idx = _ragged_ranges(starts, lengths)
         return self.ids[idx], (self.mask[idx] if self.mask is not None else None)
 
@@ -249,34 +274,38 @@ def _assemble(
 ) -> dict[str, np.ndarray]:
     """Lay segments (token runs that are documents or document pieces) into ``n`` rows of ``seq_len``.
 
-    ``seg_offset`` is where each segment starts in its row; ``tokens`` (and ``mask``) are the segments' tokens
-    one after the other. A label is the next token of the same segment; the last token of a segment, masked
-    targets and padding get -100; positions restart at 0 per segment and for the padding after the last one.
+    Segments fill each row from column 0 without gaps, in order (``seg_offset`` is where each starts in its row),
+    so ``tokens``, the segments' tokens one after the other, are exactly the row-major order of the cells
+    ``column < fill[row]``: one boolean scatter places them all. Everything else is whole-grid arithmetic plus
+    scatters over segments, never over tokens. A label is the next token of the same segment; the last token of
+    a segment, masked targets and padding get -100; positions restart at 0 per segment and for the padding.
     """
-    total = tokens.size
-    seg_of_tok = np.repeat(np.arange(seg_len.size), seg_len)
-    pos_in_seg = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(seg_len) - seg_len, seg_len)
-    dest = seg_sample[seg_of_tok] * seq_len + seg_offset[seg_of_tok] + pos_in_seg
-    input_ids = np.full(n * seq_len, pad_id, dtype=np.int64)
-    input_ids[dest] = tokens
-    labels = np.full(n * seq_len, IGNORE_INDEX, dtype=np.int64)
-    has_next = (
-        np.flatnonzero(pos_in_seg[:-1] + 1 < seg_len[seg_of_tok[:-1]]) if total else np.zeros(0, np.int64)
-    )
+    fill = np.zeros(n, dtype=np.int64)
+    np.add.at(fill, seg_sample, seg_len)
+    column = np.arange(seq_len, dtype=np.int64)
+    real = column[None, :] < fill[:, None]
+    # one allocation for the four outputs: fresh large arrays per batch make glibc hand memory back and forth
+    # to the kernel (hundreds of page faults per batch, more time than the arithmetic)
+    block = np.empty((4, n, seq_len), dtype=np.int64)
+    input_ids, labels, position_ids, attention_mask = block
+    input_ids.fill(pad_id)
+    input_ids[real] = tokens
+    labels[:, :-1] = input_ids[:, 1:]
+    labels[:, -1] = IGNORE_INDEX
+    labels[seg_sample, seg_offset + seg_len - 1] = IGNORE_INDEX
+    labels[~real] = IGNORE_INDEX
     if mask is not None:
-        has_next = has_next[mask[has_next + 1]]
-    labels[dest[has_next]] = tokens[has_next + 1]
-    fill = np.bincount(seg_sample, weights=seg_len, minlength=n).astype(np.int64)
-    column = np.arange(seq_len, dtype=np.int64)[None, :]
-    position_ids = column - fill[:, None]
-    position_ids[position_ids < 0] = 0
-    position_ids = position_ids.reshape(-1)
-    position_ids[dest] = pos_in_seg
-    attention_mask = (column < fill[:, None]).astype(np.int64)
+        trained = np.ones((n, seq_len), dtype=bool)
+        trained[real] = mask
+        labels[:, :-1][~trained[:, 1:]] = IGNORE_INDEX
+    position_ids[...] = fill[:, None]
+    position_ids[real] = np.repeat(seg_offset, seg_len)
+    np.subtract(column[None, :], position_ids, out=position_ids)
+    np.copyto(attention_mask, real)
     return {
-        "input_ids": input_ids.reshape(n, seq_len),
-        "labels": labels.reshape(n, seq_len),
-        "position_ids": position_ids.reshape(n, seq_len),
+        "input_ids": input_ids,
+        "labels": labels,
+        "position_ids": position_ids,
         "attention_mask": attention_mask,
     }
 
@@ -428,6 +457,13 @@ class TokenDataset:
                 f"{', '.join(self.reader.splits) or 'none'})"
             )
         self.index = index
+        manifest = self.reader.manifest
+        self._cache_identity = _digest(
+            {
+                "identity": manifest.config.get("identity"),
+                "tokenizer": (manifest.tokenizer or {}).get("fingerprint"),
+            }
+        )
         use_memmap = self.read == "memmap" or (self.read == "auto" and store.is_local(self.cache))
         if use_memmap:
             ids_path, mask_path = materialize_stream(
@@ -603,13 +639,7 @@ class TokenDataset:
     # identity -----------------------------------------------------------------------------------------
     def cache_identity(self) -> str:
         """A short hash of what decides the cache's content (prepare identity and tokenizer), not its version."""
-        manifest = self.reader.manifest
-        return _digest(
-            {
-                "identity": manifest.config.get("identity"),
-                "tokenizer": (manifest.tokenizer or {}).get("fingerprint"),
-            }
-        )
+        return self._cache_identity
 
     def fingerprint(self) -> dict[str, Any]:
         out: dict[str, Any] = {
