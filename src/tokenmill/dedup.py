@@ -98,11 +98,13 @@ class RecordKeys:
 
 
 def record_key(record: dict[str, Any], keys: Iterable[str]) -> int | None:
-    """The 64-bit dedup key of a record, or None when it has none of the content fields (it is never dropped)."""
-    content = {k: _normalized(record[k]) for k in keys if k in record and record[k] is not None}
-    if not content:
+    """The 64-bit dedup key of a record: its normalized content fields, in order, whatever their names (so a
+    document stored under ``text`` in one source matches the same document under ``body`` in another).
+    None when the record has none of the fields (it is never dropped)."""
+    content = [_normalized(record.get(k)) for k in keys]
+    if all(v is None for v in content):
         return None
-    blob = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    blob = json.dumps(content, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
     return int.from_bytes(hashlib.blake2b(blob.encode("utf-8"), digest_size=8).digest(), "little")
 
 

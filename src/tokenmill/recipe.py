@@ -280,6 +280,11 @@ def parse_recipe(
     if not isinstance(data, dict):
         raise ConfigError(f"{where.path}: a recipe is a mapping with 'tokenizer' and 'sources'")
     for key in data:
+        if not isinstance(key, str):
+            raise ConfigError(
+                f"{where.path}: option names are strings, got {key!r} (YAML reads an unquoted null, true, yes, "
+                "no, on or off as a value: quote it)"
+            )
         if key not in TOP_KEYS:
             raise _unknown(str(key), TOP_KEYS, where, str(key))
     if "tokenizer" not in data:
@@ -498,13 +503,13 @@ def _check_source(spec: SourceSpec, where: _Where, here: str, origin: dict[str, 
 
 
 def _origin_of(message: str, origin: dict[str, str], default: str) -> str:
-    """The dotted key an error message is about (its first quoted or leading option name), else the source."""
-    names = re.findall(r"'([A-Za-z_]+)'", message) + re.findall(r"^([a-z_]+) ", message)
-    for name in names:
-        if name == "max_tokens" and "max_document_tokens" in origin:
-            name = "max_document_tokens"
-        if name in origin:
-            return origin[name]
+    """The dotted key an error message is about (the longest option name it mentions), else the source."""
+    names = dict(origin)
+    if "max_document_tokens" in names:
+        names["max_tokens"] = names["max_document_tokens"]
+    for name in sorted(names, key=len, reverse=True):
+        if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", message):
+            return names[name]
     return default
 
 
@@ -917,6 +922,8 @@ def recipe_report(
 ) -> dict[str, Any]:
     """Per source: documents, tokens, trained tokens, weight, the effective share of the tokens (and trained
     tokens) the model sees under the weights, and how many epochs of the source one pass of the mixture is."""
+    import numpy as np
+
     from tokenmill.cache import read_manifest
     from tokenmill.sampling.mixture import MixtureSchedule
 
@@ -952,21 +959,27 @@ def recipe_report(
         [r["samples"] for r in mixed], [r["weight"] for r in mixed], policy=recipe.policy
     )
     pass_samples = schedule.epoch_length(0)
+    # exact draws of each source in one pass: whole blocks, plus the slots of the last, partial one
+    full, rest = divmod(pass_samples, schedule.block_size)
+    owner, _ = schedule.block_layout(0, full)
+    draws = full * schedule.counts + np.bincount(owner[:rest], minlength=len(mixed))
     tokens_per = [r["tokens"] / max(1, r["samples"]) for r in mixed]
     trained_per = [r["trained_tokens"] / max(1, r["samples"]) for r in mixed]
     seen_tokens = sum(s * t for s, t in zip(schedule.shares, tokens_per))
     seen_trained = sum(s * t for s, t in zip(schedule.shares, trained_per))
     total_tokens = sum(r["tokens"] for r in mixed) or 1
-    for r, share, tp, trp in zip(mixed, schedule.shares, tokens_per, trained_per):
+    for r, share, tp, trp, d in zip(mixed, schedule.shares, tokens_per, trained_per, draws.tolist()):
         r["sample_share"] = float(share)
         r["token_share"] = float(share * tp / seen_tokens) if seen_tokens else 0.0
         r["trained_token_share"] = float(share * trp / seen_trained) if seen_trained else 0.0
         r["natural_share"] = r["tokens"] / total_tokens
-        r["epochs_per_pass"] = float(pass_samples * share / r["samples"])
+        r["draws_per_pass"] = int(d)
+        r["epochs_per_pass"] = d / r["samples"]
     for r in rows:
         if r["name"] not in datasets:
             r.update(sample_share=0.0, token_share=0.0, trained_token_share=0.0, natural_share=0.0)
             r["epochs_per_pass"] = 0.0
+            r["draws_per_pass"] = 0
     return {
         "output": output,
         "recipe": recipe.path,
