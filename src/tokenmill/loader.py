@@ -517,6 +517,10 @@ class TokenDataset:
         self._open()
         return True
 
+    def latest_versions(self) -> list[int]:
+        """The version :meth:`refresh` would move to (the current one unless ``follow``)."""
+        return [int(self.reader.latest_version())] if self.follow else self.versions
+
     def checkout(self, version: int) -> None:
         """Open a given committed version of the cache (used when a saved state pins one)."""
         if version == self.reader.version:
@@ -752,7 +756,12 @@ class Mixture:
             self._build_schedule()
         return any(changed)
 
+    def latest_versions(self) -> list[int]:
+        return [v for d in self.datasets for v in d.latest_versions()]
+
     def checkout(self, versions: Sequence[int]) -> None:
+        if [int(v) for v in versions] == self.versions:
+            return
         for d, v in zip(self.datasets, versions, strict=True):
             d.checkout(int(v))
         self._build_schedule()
@@ -822,6 +831,18 @@ class Mixture:
 
 
 # ------------------------------------------------------------------------------------------------ iterator
+def _agreed_versions(versions: list[int]) -> list[int]:
+    """The cache versions every rank moves to at an epoch boundary: rank 0's choice, broadcast, when
+    torch.distributed is initialised (ranks that look at different moments must not see different epochs);
+    otherwise this process's own (the same unless a commit lands between the ranks' epoch boundaries)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return versions
+    box = [versions]
+    dist.broadcast_object_list(box, src=0)
+    return [int(v) for v in box[0]]
+
+
 @dataclass(frozen=True)
 class BatchPlan:
     """What one step reads: the epoch, the global batch, this rank's sample ids, and the state after it."""
@@ -886,7 +907,9 @@ class BatchIterator:
         self.batch_in_epoch = 0
         self._ids_cache = None
         if self.source.follow:
-            self.source.refresh()
+            target = _agreed_versions(self.source.latest_versions())
+            if target != list(self.source.versions):
+                self.source.checkout(target if isinstance(self.source, Mixture) else target[0])
         self._versions = list(self.source.versions)
 
     def _settle(self) -> bool:

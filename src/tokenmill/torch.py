@@ -27,7 +27,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from tokenmill.errors import ConfigError
-from tokenmill.loader import BatchIterator, BatchPlan, Mixture, TokenDataset, cu_seqlens_from_position_ids
+from tokenmill.loader import (
+    BatchIterator,
+    BatchPlan,
+    Mixture,
+    TokenDataset,
+    cu_seqlens_from_position_ids,
+    resolve_world,
+)
 
 Source = TokenDataset | Mixture
 
@@ -129,6 +136,7 @@ class TorchIterableDataset(IterableDataset):
         state: dict[str, Any] | None = None,
     ) -> None:
         self.source = source
+        rank, world_size = resolve_world(rank, world_size)  # here: spawned workers have no process group
         self.kwargs = {
             "rank": rank,
             "world_size": world_size,
@@ -167,6 +175,11 @@ class TorchIterableDataset(IterableDataset):
         _guard_fork(self.source, self._pid)
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        if workers > 1 and self.source.follow:
+            raise ConfigError(
+                "follow=True with several DataLoader workers would let each worker move to a new cache version "
+                "on its own; use one worker, or PrefetchIterator"
+            )
         it = self._batches()
         it.skip(worker)
         while True:
