@@ -119,7 +119,7 @@ elif mode == "resume":
 
 # --- epochraft (runs in the benchmark venv) -----------------------------------------------------------------
 EPOCHRAFT = r"""
-import glob, hashlib, io, json, sys, time
+import glob, hashlib, io, json, os, sys, time
 import numpy as np, torch
 from epochraft import CheckpointableDataset
 from transformers import PreTrainedTokenizerFast
@@ -174,6 +174,9 @@ elif mode == "resume":
     batch = next(it)
     dt = time.perf_counter() - t
     print(json.dumps({"seconds": dt, "next": digest(batch)}))
+# epochraft never closes its workers: its iterators' __del__ hangs the interpreter at exit
+sys.stdout.flush()
+os._exit(0)
 """
 
 
@@ -229,7 +232,7 @@ import numpy as np
 from tokenmill.pipeline import Pipeline
 from tokenmill.tokenizer import load_tokenizer
 tok = load_tokenizer(sys.argv[1])
-files = sorted(glob.glob(sys.argv[2] + "/*.jsonl"))[:2]
+files = sorted(glob.glob(sys.argv[2] + "/*.jsonl"))
 # the chunk stream of the chain, labelled by the document each chunk starts in
 docs = [np.int64(len(x["input_ids"])) for x in Pipeline.from_files(files).tokenize(tok).ensure_bos_eos().take(4000).iter()]
 lengths = np.asarray(docs); ends = np.cumsum(lengths); n_chunks = int(ends[-1] // 1024)
@@ -247,10 +250,13 @@ def reservoir(n):  # epochraft's algorithm: fill to B, emit a random slot, refil
         j = rng.randrange(len(buf)); buf[j], buf[-1] = buf[-1], buf[j]; out.append(buf.pop())
     return out
 
-def block(n):
+def block(n, stratified):
+    from tokenmill.pipeline.shuffle import block_permutation
     out = []
-    for s in range(0, n, B):
-        idx = np.arange(s, min(n, s + B)); out.extend(idx[np.random.default_rng(s).permutation(len(idx))].tolist())
+    for b, s in enumerate(range(0, n, B)):
+        idx = np.arange(s, min(n, s + B))
+        perm = block_permutation(len(idx), 42, b) if stratified else np.random.default_rng(s).permutation(len(idx))
+        out.extend(idx[perm].tolist())
     return out
 
 def quality(order):
@@ -263,7 +269,7 @@ def quality(order):
     return {"mean_displacement": float(disp.mean()), "max_delay": int((pos - order).max()),
             "batches_with_two_chunks_of_one_doc": float(same), "adjacent_same_doc": adjacent}
 
-def reservoir_checkpoints(n, every=1000):
+def reservoir_checkpoints(n, every=97):
     # what a position-based reservoir state would have to rebuild: the span back to the oldest buffered item,
     # and the tokens of the documents that buffered chunks come from (each must be re-tokenized whole)
     buf, spans, retok = [], [], []
@@ -271,13 +277,14 @@ def reservoir_checkpoints(n, every=1000):
         buf.append(i)
         if len(buf) < B: continue
         j = rng.randrange(len(buf)); buf[j], buf[-1] = buf[-1], buf[j]; buf.pop()
-        if i % every == 0 and i > 2 * B:
+        if i % every == 0 and i > 3 * B:
             spans.append(i - min(buf)); retok.append(int(lengths[np.unique(doc_of_chunk[buf])].sum()))
     return float(np.mean(spans)), float(np.max(spans)), float(np.mean(retok))
 
 span_mean, span_max, retok = reservoir_checkpoints(n_chunks)
 print(json.dumps({"chunks": n_chunks, "identity": quality(list(range(n_chunks))),
-                  "reservoir": quality(reservoir(n_chunks)), "block": quality(block(n_chunks)),
+                  "reservoir": quality(reservoir(n_chunks)), "block_uniform": quality(block(n_chunks, False)),
+                  "block_stratified": quality(block(n_chunks, True)),
                   "reservoir_positions": {"reread_chunks_mean": span_mean, "reread_chunks_max": span_max,
                                           "retokenized_tokens_mean": retok}}))
 """
