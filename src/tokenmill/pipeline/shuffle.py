@@ -21,7 +21,6 @@ import numpy as np
 
 from tokenmill.pipeline.base import Node, ParentStage, Stage, StateDict, parent_state, require
 
-
 #: a block is cut into this many contiguous strata, and consecutive outputs come from different strata
 STRATA = 8
 
