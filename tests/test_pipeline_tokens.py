@@ -163,3 +163,47 @@ def test_cache_builds_once_then_reads(tmp_path, documents, tok):
     other = Pipeline.from_sequence(records).tokenize(tok).cache(str(tmp_path / "val"))
     with pytest.raises(CacheError, match="another pipeline"):
         run(other)
+
+
+def test_format_prompt_completion_masks_the_prompt(tok):
+    from tokenmill.formats import FormatConfig, RecordFormatter
+
+    records = [{"prompt": f"Q{i}: what is {i}?", "completion": f" A: {i * i}."} for i in range(30)]
+    pipe = Pipeline.from_sequence(records).format(FormatConfig(format="prompt-completion"), tokenizer=tok)
+    out = run(pipe)
+    expected = RecordFormatter(FormatConfig(format="prompt-completion"), tok).encode_records(records)
+    assert [x["input_ids"] for x in out] == [list(e.ids) for e in expected]
+    assert [x["loss_mask"] for x in out] == [list(e.mask) for e in expected]
+    assert (
+        not out[0]["loss_mask"][0] and out[0]["loss_mask"][-1]
+    )  # prompt masked, completion (and EOS) trained
+    (batch,) = run(pipe.pad(64).batch(30))
+    assert batch["labels"][0][0] == -100
+    assert_resumes(pipe.concat_chunk(16).batch(2), 7)
+    # keyword options instead of a FormatConfig, and the tokenizer inherited from an upstream stage
+    assert run(Pipeline.from_sequence(records).format(format="prompt-completion", tokenizer=tok)) == out
+
+
+def test_format_bad_records_raise_or_are_counted(tok):
+    from tokenmill.errors import RecordError
+
+    records = [{"text": "good"}, {"text": 5}, {"other": "x"}, {"text": "fine"}]
+    with pytest.raises(RecordError, match="text"):
+        run(Pipeline.from_sequence(records).format(format="text", tokenizer=tok))
+    pipe = Pipeline.from_sequence(records).format(format="text", tokenizer=tok, on_error="skip")
+    it = pipe.iter()
+    assert len(list(it)) == 2
+    skipped = it.state_dict()["state"]["skipped"]
+    assert sum(skipped.values()) == 2
+    it.close()
+
+
+def test_from_hf_saved_dataset_resumes(tmp_path, documents):
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict({"text": documents[:200], "i": list(range(200))}).save_to_disk(
+        str(tmp_path / "ds")
+    )
+    pipe = Pipeline.from_hf(str(tmp_path / "ds"))
+    out = run(pipe)
+    assert [x["i"] for x in out] == list(range(200))
+    assert_resumes(pipe, 77)

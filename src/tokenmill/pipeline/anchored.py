@@ -26,6 +26,16 @@ BatchFn = Callable[[list[Any]], Sequence[Any]]
 _END = ("end",)
 
 
+class Skipped:
+    """A batch function's result for an input it rejects (a bad record with ``on_error="skip"``): dropped, and
+    counted under ``reason`` in the state when the consumer passes it, so the count matches what was received."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
 class _Batch:
     __slots__ = ("anchor", "base", "done", "indices", "results", "pending")
 
@@ -63,6 +73,7 @@ class AnchoredStage(ParentStage):
         self.batch_weight = batch_weight
         self.weight_fn = weight_fn
         self.ordered = ordered
+        self.skipped: dict[str, int] = {}
         # the resume point: skip `skip` items, and the listed items past them, of the batch starting at the anchor
         if state is None:
             self._resume_skip, self._resume_done = 0, set()
@@ -70,6 +81,7 @@ class AnchoredStage(ParentStage):
         else:
             self._resume_skip = int(require(state, "skip", name))
             self._resume_done = {int(i) for i in state.get("done", ())}
+            self.skipped.update({str(k): int(v) for k, v in state.get("skipped", {}).items()})
             anchor = parent_state(state, name)
         self.current = _Batch(anchor, self._resume_skip, self._resume_done, [], [])
         self.current_done: set[int] = set()
@@ -151,7 +163,9 @@ class AnchoredStage(ParentStage):
                 if isinstance(result, Future):
                     result = result.result()
                 self.current_done.add(batch.indices[pos])
-                if result is not None:
+                if isinstance(result, Skipped):
+                    self.skipped[result.reason] = self.skipped.get(result.reason, 0) + 1
+                elif result is not None:
                     return result
             if self._exhausted:
                 raise StopIteration
@@ -185,6 +199,8 @@ class AnchoredStage(ParentStage):
         done = sorted(i for i in received if i > skip)
         if done:
             state["done"] = done
+        if self.skipped:
+            state["skipped"] = dict(self.skipped)
         return state
 
     def close(self) -> None:

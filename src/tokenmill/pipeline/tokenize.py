@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tokenmill.errors import ConfigError, RecordError
-from tokenmill.pipeline.anchored import AnchoredStage
+from tokenmill.pipeline.anchored import AnchoredStage, Skipped
 from tokenmill.pipeline.base import Node, Stage, StateDict, parent_state
 
 #: records per tokenizer call, and characters per call (long documents make small batches)
@@ -116,7 +116,7 @@ class FormatNode(Node):
                 if isinstance(enc, RecordError):
                     if on_error == "raise":
                         raise enc
-                    out.append(None)  # counted as skipped by the formatter's error; dropped here
+                    out.append(Skipped(enc.reason))  # counted in the state under its reason
                     continue
                 sample = {"input_ids": ids_array(enc.ids)}
                 if enc.mask is not None:
