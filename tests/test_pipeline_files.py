@@ -268,3 +268,17 @@ def test_s3_dropped_connections_lose_and_repeat_nothing(s3, documents, tok):  # 
     s3.proxy.arm(after_bytes=90_000, times=2)
     assert head + run(chain(faulty), state) == expected
     assert np.asarray(expected[0]["input_ids"]).shape == (4, 256)
+
+
+def test_epochs_are_not_mixed_when_shards_are_fewer_than_active(jsonl_shards):
+    pipe = Pipeline.from_files([str(p) for p in jsonl_shards], repeat=True, n_active_shards=10)
+    n = sum(len(records_of(p)) for p in jsonl_shards)
+    out = run(pipe.take(2 * n))
+    first = sorted(json.dumps(r, sort_keys=True) for r in out[:n])
+    assert first == sorted(json.dumps(r, sort_keys=True) for p in jsonl_shards for r in records_of(p))
+    it = pipe.iter()
+    for _ in range(3):
+        next(it)
+    active = it.state_dict()["state"]["active"]
+    assert {tuple(a["shard"])[0] for a in active} == {0} and len(active) == len(jsonl_shards)
+    it.close()

@@ -1,7 +1,8 @@
 """``Pipeline.from_files``: records of many shards (local or in a bucket), read round-robin, resumable by seek.
 
 ``n_active_shards`` shards are read round-robin, one record each in turn; ``n_standby_shards`` more are opened
-ahead. Every open shard reads in its own background thread, a few records ahead (``n_prefetch_samples``), so
+ahead (the next epoch's shards only become active once every shard of the current epoch is done, so a
+file is never read twice at once). Every open shard reads in its own background thread, a few records ahead (``n_prefetch_samples``), so
 network latency and JSON parsing overlap the rest of the pipeline. Shards follow a per-epoch order (shuffled
 from (seed, epoch) with ``shuffle_shards``); ``repeat`` starts the next epoch as the shards of this one finish.
 
@@ -206,6 +207,8 @@ class FilesStage(Stage):
                 break
             self.standby.append(reader)
         while len(self.active) < node.n_active_shards and self.standby:
+            if self.active and self.standby[0].epoch != self.active[0].epoch:
+                break  # never read two epochs at once: the same file would feed duplicates into one buffer
             self.active.append(self.standby.popleft())
             nxt = self._open_next()
             if nxt is not None:
