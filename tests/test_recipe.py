@@ -440,3 +440,44 @@ def test_state_records_the_recipe_without_credentials(tmp_path, tokenizer_path):
     assert "hunter2" not in text and "aws_secret_access_key" in text
     again = load_recipe(tmp_path / "out")
     assert again.output == str(tmp_path / "out") and again.source("a").urls == [str(tmp_path / "a.jsonl")]
+
+
+def test_hugging_face_sources(tmp_path, tokenizer_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    docs = make_documents(40, seed=8, max_words=40)
+    saved = datasets.Dataset.from_list([{"text": t} for t in docs[:25]])
+    datasets.DatasetDict({"train": saved, "test": saved.select(range(5))}).save_to_disk(
+        str(tmp_path / "saved")
+    )
+    write_jsonl(tmp_path / "files" / "part.jsonl", [{"content": t} for t in docs[25:]])
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        f"tokenizer: {tokenizer_path}\n"
+        "sources:\n"
+        "  saved: {hf: {name: saved, split: test}, weight: 1}\n"
+        "  built:\n"
+        "    hf: {name: json, data_files: [files/part.jsonl], split: train, streaming: true}\n"
+        "    text_key: content\n"
+        "    weight: 1\n"
+    )
+    recipe = load_recipe(path)
+    assert recipe.source("saved").hf == {"name": str(tmp_path / "saved"), "split": "test"}
+    out = str(tmp_path / "out")
+    summary = prepare_recipe(recipe, out, workers=0)
+    assert [(c.source, c.documents) for c in summary.caches] == [("saved", 5), ("built", 15)]
+    # the local files behind a HF source are listed, so editing them brings the source up to date
+    write_jsonl(tmp_path / "files" / "part.jsonl", [{"content": t} for t in docs[25:35]])
+    status = {
+        c.source: (c.status, c.documents) for c in prepare_recipe(load_recipe(path), out, workers=0).caches
+    }
+    assert status == {"saved": ("up to date", 5), "built": ("rebuilt", 10)}
+    # a missing data file or saved folder is named before any work starts
+    path.write_text(path.read_text().replace("files/part.jsonl", "files/nope.jsonl"))
+    with pytest.raises(
+        ConfigError, match=r"line 5, key 'sources.built.hf.data_files': the data file .* does not"
+    ):
+        prepare_recipe(load_recipe(path), str(tmp_path / "other"), workers=0)
+    assert not (tmp_path / "other").exists()
