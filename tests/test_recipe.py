@@ -287,6 +287,11 @@ def test_dedup_across_sources_and_its_dependency(tmp_path, tokenizer_path):
     status = {c.source: c.status for c in prepare_recipe(load_recipe(path), out, workers=0).caches}
     assert status == {"a": "rebuilt", "b": "rebuilt", "c": "up to date"}
     assert read_manifest(os.path.join(out, "b")).documents == 15
+    # a source taken out of the recipe keeps its cache, out of the mixture
+    path.write_text(path.read_text().replace("  c: {urls: c.jsonl, dedup: none}\n", ""))
+    summary = prepare_recipe(load_recipe(path), out, workers=0)
+    assert summary.stale == ["c"] and os.path.isdir(os.path.join(out, "c"))
+    assert recipe_mixture(load_recipe(path), out, seq_len=8).names == ["a", "b"]
 
 
 # ---------------------------------------------------------------------------------------------- bad recipes

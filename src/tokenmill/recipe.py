@@ -815,7 +815,9 @@ def prepare_recipe(
                 log(result)
         if spec.dedup:
             dedup_before.append((spec.name, caches[spec.name].get("dedup_keys", "")))
-    known = {s.name + suffix for s in recipe.sources for suffix in ("", VALIDATION_SUFFIX)}
+    known = {s.name for s in recipe.sources} | {
+        s.name + VALIDATION_SUFFIX for s in recipe.sources if s.validation_urls
+    }
     stale = sorted(k for k in caches if k not in known)
     for k in stale:  # caches of sources no longer in the recipe are left in place, out of the mixture
         caches.pop(k)
@@ -870,15 +872,20 @@ def recipe_datasets(
             raise CacheError(
                 f"{cache} is not prepared yet: run `tokenmill prepare --recipe ... --output {output}`"
             )
-        out[spec.name] = TokenDataset(
-            cache,
-            split=cache_split,
-            seq_len=seq_len,
-            mode=mode or recipe.mode,  # type: ignore[arg-type]
-            seed=recipe.seed if seed is None else seed,
-            storage_options=spec.prepare.get("storage_options") or storage_options,
-            **options,
-        )
+        try:
+            out[spec.name] = TokenDataset(
+                cache,
+                split=cache_split,
+                seq_len=seq_len,
+                mode=mode or recipe.mode,  # type: ignore[arg-type]
+                seed=recipe.seed if seed is None else seed,
+                storage_options=spec.prepare.get("storage_options") or storage_options,
+                **options,
+            )
+        except CacheError:
+            if split == "validation":  # a validation split too small for one sample is left out
+                continue
+            raise
     if not out:
         raise ConfigError(f"no source of the recipe has a {split} split")
     return out
