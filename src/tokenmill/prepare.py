@@ -49,8 +49,9 @@ from tokenmill.errors import CacheError, ConfigError, RecordError, SourceError, 
 
 # Reasons that come from the user's own length/mask policy: always counted and skipped, never an error.
 POLICY_REASONS = frozenset({"too_short", "too_long", "all_masked"})
-RECORDS_PER_BATCH = 1024
-TOKENS_PER_ROW_BATCH = 1 << 20
+RECORDS_PER_BATCH = 512
+TEXT_BYTES_PER_BATCH = 2 << 20  # bounds the tokenizer's Python lists of ids: memory stays flat
+TOKENS_PER_ROW_BATCH = 1 << 19
 
 
 @dataclass
@@ -74,7 +75,7 @@ class PrepareConfig:
     workers: int | None = None
     on_error: str = "raise"
     row_tokens: int = DEFAULT_ROW_TOKENS
-    unit_bytes: int = 64 << 20
+    unit_bytes: int = 8 << 20
     add_bos: bool | None = None
     add_eos: bool | None = None
     append: bool = False
@@ -206,7 +207,11 @@ def _plan(config: PrepareConfig) -> list[dict[str, Any]]:
     source_options = store.fsspec_options(config.storage_options, config.sources[0])
     urls = expand_urls(config.sources, storage_options=source_options)
     units = plan_units(
-        urls, config.input_format, target_bytes=config.unit_bytes, storage_options=source_options
+        urls,
+        config.input_format,
+        target_bytes=config.unit_bytes,
+        text_split=config.text_split,
+        storage_options=source_options,
     )
     out = []
     for unit in units:
@@ -215,7 +220,7 @@ def _plan(config: PrepareConfig) -> list[dict[str, Any]]:
             {
                 "kind": "files",
                 "unit": data,
-                "bytes": int(getattr(unit, "num_bytes", 0) or 0),
+                "bytes": int(unit.nbytes),
                 "urls": sorted(set(_unit_urls(data))),
             }
         )
@@ -368,7 +373,7 @@ def process_unit(task: dict[str, Any]) -> dict[str, Any]:
                     raise RecordError(
                         res.detail,
                         path=rec.path,
-                        line=rec.line,
+                        line=_line_of(rec, config),
                         row=rec.row,
                         field=res.field,
                         reason=res.reason,
@@ -407,15 +412,38 @@ def process_unit(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _line_of(rec: Any, config: PrepareConfig) -> int | None:
+    """The record's line number; inside a byte range it is counted now, on the error path only."""
+    if rec.line is not None or rec.row is not None:
+        return rec.line
+    inner = rec.position.get("position", rec.position)
+    offset = inner.get("offset") if isinstance(inner, dict) else None
+    if offset is None:
+        return None
+    from tokenmill.sources.lines import LineCounter
+
+    options = store.fsspec_options(config.storage_options, rec.path)
+    return LineCounter(rec.path, options).line_at(offset) - 1
+
+
 def _chunks(records: Iterator[Any], size: int = RECORDS_PER_BATCH) -> Iterator[list[Any]]:
+    """Records in batches of at most ``size`` records or about ``TEXT_BYTES_PER_BATCH`` of text."""
     chunk: list[Any] = []
+    nbytes = 0
     for rec in records:
         chunk.append(rec)
-        if len(chunk) >= size:
+        nbytes += _approx_size(rec.record)
+        if len(chunk) >= size or nbytes >= TEXT_BYTES_PER_BATCH:
             yield chunk
-            chunk = []
+            chunk, nbytes = [], 0
     if chunk:
         yield chunk
+
+
+def _approx_size(record: Any) -> int:
+    if isinstance(record, dict):
+        return sum(len(v) if isinstance(v, (str, bytes, list)) else 8 for v in record.values())
+    return 64
 
 
 # --------------------------------------------------------------------------------------------------------
