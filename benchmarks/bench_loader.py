@@ -7,7 +7,8 @@ in the two other layouts, so every reader serves the very same tokens:
   tutorial   the Lance tutorial: one token per row (int64); a sample is
              ``torch.tensor([r["input_ids"] for r in ds.take(np.arange(i, i + 1025)).to_pylist()])``
   memmap     a flat uint32 file, ``np.array(mm[i : i + 1025])`` per sample (the practical ceiling), and the same
-             vectorised over a batch of 64 with one fancy index
+             vectorised over a batch of 64: one fancy index, or rows of a strided window view (what tokenmill
+             does; copying only, no labels)
   tokenmill  ``BatchIterator(TokenDataset(cache, seq_len=1024, mode="windows"))`` (shuffled, global batch 8 and
              64; ``input_ids`` and shifted ``labels`` as int64) with the default memmap read, with Lance reads,
              and through ``PrefetchIterator`` (torch tensors); then packed and padded modes
@@ -122,8 +123,15 @@ def bench_reads(cache: Path, out: Path, seconds: float) -> dict[str, float]:
         mm[starts[:, None] + np.arange(SEQ + 1)]
         return 64
 
+    windows = np.lib.stride_tricks.sliding_window_view(mm, SEQ + 1)
+
+    def memmap_strided() -> int:
+        windows[rng.integers(0, total - SEQ - 1, size=64)]
+        return 64
+
     results["memmap, per-sample copy"] = rate(memmap_loop, seconds)
     results["memmap, batch of 64, one fancy index"] = rate(memmap_fancy, seconds)
+    results["memmap, batch of 64, strided window view"] = rate(memmap_strided, seconds)
 
     def ours(read: str, batch: int, mode: str = "windows", prefetch: bool = False) -> float:
         dataset = TokenDataset(cache, seq_len=SEQ, mode=mode, read=read, seed=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 
 import numpy as np
@@ -97,3 +98,24 @@ def test_forked_worker_refuses_lance_reads_instead_of_hanging(cache):
     )
     with pytest.raises(Exception, match="not fork-safe"):
         next(iter(loader))
+
+
+def _agree(rank: int, init_file: str, results: str) -> None:
+    import torch.distributed as dist
+
+    from tokenmill.loader import _agreed_versions, resolve_world
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        seen = _agreed_versions([7, 3] if rank == 0 else [9, 4])  # rank 1 looked later and saw newer commits
+        with open(f"{results}.{rank}", "w") as f:
+            f.write(json.dumps({"versions": seen, "world": resolve_world()}))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_following_ranks_agree_on_rank_zeros_versions(tmp_path):
+    torch.multiprocessing.spawn(_agree, args=(str(tmp_path / "init"), str(tmp_path / "out")), nprocs=2)
+    for rank in range(2):
+        got = json.loads((tmp_path / f"out.{rank}").read_text())
+        assert got == {"versions": [7, 3], "world": [rank, 2]}
