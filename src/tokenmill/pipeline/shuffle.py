@@ -1,15 +1,19 @@
-"""``shuffle(buffer_size)``: a block shuffle whose state is a position, not a buffer of samples.
+"""``shuffle(buffer_size)``: a stratified block shuffle whose state is a position, not a buffer of samples.
 
-The stage reads ``buffer_size`` items (a block), permutes them with a generator seeded by (seed, block number)
-and hands them out in that order, then reads the next block. Every item leaves within its block, so the whole
-buffer can be rebuilt from the parent's state at the block's start: the state is that state, the block number
-and how many items of the block were handed out (a few hundred bytes, against epochraft's pickled buffer of tens
-of MB). A resume re-reads one block (at most ``buffer_size`` items) from that anchor, the same work as filling the
-buffer at a cold start, whatever the position.
+The stage reads ``buffer_size`` items (a block), orders them by a random permutation seeded by (seed, block
+number) and hands them out in that order, then reads the next block. Every item leaves within its block, so the
+buffer can always be rebuilt from the parent's state at the block's start: the state is that state, the block
+number and how many items of the block were handed out (about 1.4 KB for the benchmark chain, against epochraft's
+12-30 MB pickled buffer). A resume re-reads one block (at most ``buffer_size`` items) from that anchor: the same
+work as filling the buffer at a cold start, whatever the position.
 
-Why not epochraft's reservoir shuffle (pick a random slot, refill it)? An item can stay in a reservoir for an
-unbounded time, so rebuilding its buffer from positions means re-reading from arbitrarily far back (on average
-``buffer_size * ln(buffer_size)`` items), or storing the samples. docs/pipeline.md has the measurements.
+Why not epochraft's random-slot (reservoir) buffer with positions in the state? An item can stay in a reservoir
+for an unbounded time, so rebuilding it means re-reading from far back: on the benchmark corpus, 5,200 chunks on
+average (7,100 at worst) and 3M tokens to tokenize again, for a state of 1,000 positions. The block's weakness is
+that neighbours in the input stay close (the chunks of one long document land in the same block); the
+stratified permutation (:func:`block_permutation`) spreads them over rounds, so batches of 8 that hold two chunks
+of one document fall to 7%, against 40% for a uniform block permutation and 22% for epochraft's reservoir
+(docs/pipeline.md has the whole comparison).
 """
 
 from __future__ import annotations
