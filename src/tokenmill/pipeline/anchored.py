@@ -108,6 +108,8 @@ class AnchoredStage(ParentStage):
         items, indices, weight = [], [], 0
         index = base
         while index < self.batch_items and (self.batch_weight is None or weight < self.batch_weight):
+            if self._stop.is_set():
+                return None  # closing: drop the half-read batch
             try:
                 item = next(self.parent)
             except StopIteration:
