@@ -129,4 +129,6 @@ class PackStage(ParentStage):
     def state_dict(self) -> StateDict:
         if self.anchor is None:
             return {"parent": self.parent.state_dict(), "block": self.block, "emitted": self.pending}
+        if self.emitted >= self.num_bins:  # block done: the next one starts at the parent's current position
+            return {"parent": self.parent.state_dict(), "block": self.block + 1, "emitted": None}
         return {"parent": self.anchor, "block": self.block, "emitted": self.emitted}

@@ -122,4 +122,8 @@ class ShuffleStage(ParentStage):
     def state_dict(self) -> StateDict:
         if self.anchor is None:  # nothing read yet (or resumed and not yet refilled)
             return {"parent": self.parent.state_dict(), "block": self.block, "emitted": self.pending}
+        if self.emitted >= len(
+            self.items
+        ):  # block done: the next one starts at the parent's current position
+            return {"parent": self.parent.state_dict(), "block": self.block + 1, "emitted": None}
         return {"parent": self.anchor, "block": self.block, "emitted": self.emitted}
