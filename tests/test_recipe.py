@@ -17,6 +17,7 @@ import yaml
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+import s3_server
 from conftest import make_documents, write_jsonl
 from tokenmill.cache import CacheReader, read_manifest
 from tokenmill.cli import main as cli_main
@@ -30,6 +31,8 @@ from tokenmill.recipe import (
     recipe_report,
     source_split,
 )
+
+moto_server, s3 = s3_server.moto_server, s3_server.s3  # the shared S3 fixtures (moto on 127.0.0.1)
 
 RECIPE = """\
 tokenizer: {tokenizer}
@@ -486,3 +489,38 @@ def test_hugging_face_sources(tmp_path, tokenizer_path, monkeypatch):
     ):
         prepare_recipe(load_recipe(path), str(tmp_path / "other"), workers=0)
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.s3
+def test_recipe_in_a_bucket(tmp_path, s3, tokenizer_path):
+    """Sources and caches in S3 (credentials from the AWS variables the fixture sets): built, up to date by ETag,
+    rebuilt when one object changes, read back as a mixture from the prepared folder alone."""
+    docs = make_documents(40, seed=12, max_words=40)
+    for k in range(2):
+        s3.put(
+            f"src/a-{k}.jsonl",
+            "".join(json.dumps({"text": t}) + "\n" for t in docs[k * 10 : k * 10 + 10]).encode(),
+        )
+    s3.put("src/b.jsonl", "".join(json.dumps({"body": t}) + "\n" for t in docs[20:]).encode())
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        f"tokenizer: {tokenizer_path}\n"
+        f"output: {s3.url('recipes/r')}\n"
+        "sources:\n"
+        f"  a: {{urls: '{s3.url('src/a-*.jsonl')}', weight: 2}}\n"
+        f"  b: {{urls: '{s3.url('src/b.jsonl')}', text_key: body, weight: 1}}\n"
+    )
+    first = prepare_recipe(load_recipe(path), workers=0)
+    assert [(c.source, c.status, c.documents) for c in first.caches] == [
+        ("a", "built", 20),
+        ("b", "built", 20),
+    ]
+    assert [c.status for c in prepare_recipe(load_recipe(path), workers=0).caches] == ["up to date"] * 2
+    s3.put("src/b.jsonl", "".join(json.dumps({"body": t}) + "\n" for t in docs[25:]).encode())
+    again = prepare_recipe(load_recipe(path), workers=0)
+    assert [(c.source, c.status, c.documents) for c in again.caches] == [
+        ("a", "up to date", 20),
+        ("b", "rebuilt", 15),
+    ]
+    mixture = recipe_mixture(s3.url("recipes/r"), seq_len=8)
+    assert mixture.names == ["a", "b"] and mixture.datasets[1].index.num_documents == 15

@@ -152,6 +152,7 @@ class Recipe:
     policy: str = "repeat"
     workers: int | None = None
     trust_remote_code: bool = False
+    storage_options: dict[str, str] | None = None  # for the output folder (and, merged, every source)
     path: str | None = None
 
     def source(self, name: str) -> SourceSpec:
@@ -166,6 +167,7 @@ class Recipe:
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in dataclasses.asdict(self).items() if k != "sources"}
+        out["storage_options"] = sorted(self.storage_options) if self.storage_options else None
         out["sources"] = [s.to_json() for s in self.sources]
         return out
 
@@ -173,6 +175,7 @@ class Recipe:
     def from_json(cls, data: dict[str, Any]) -> Recipe:
         """The recipe as :meth:`to_json` wrote it (e.g. in ``DIR/recipe.json``)."""
         data = dict(data)
+        data["storage_options"] = None  # values are never stored: the environment supplies credentials
         sources = [SourceSpec(**s) for s in data.pop("sources")]
         for spec in sources:  # storage option values are never stored; the environment supplies credentials
             if isinstance(spec.prepare.get("storage_options"), list):
@@ -253,16 +256,22 @@ def recipe_caches(recipe: Recipe, output: str | None = None, split: str = "train
     return out
 
 
-def load_recipe(path: str | os.PathLike) -> Recipe:
-    """Read and validate a recipe YAML (or the ``recipe.json`` of a prepared recipe folder, or that folder)."""
+def load_recipe(path: str | os.PathLike, storage_options: dict[str, str] | None = None) -> Recipe:
+    """Read and validate a recipe YAML, or the recipe recorded in a prepared folder (``DIR`` or its
+    ``recipe.json``, local or in a bucket; credentials then come from ``storage_options`` or the environment)."""
     text = os.fspath(path)
-    if os.path.isdir(text) or text.endswith(STATE_FILE):
-        state_uri = store.join(text, STATE_FILE) if not text.endswith(STATE_FILE) else text
-        if not os.path.exists(state_uri):
+    if not text.endswith((".yaml", ".yml")) and (
+        text.endswith(STATE_FILE) or os.path.isdir(text) or "://" in text
+    ):
+        uri = text if text.endswith(STATE_FILE) else store.join(text, STATE_FILE)
+        so = store.resolve_storage_options(storage_options, uri)
+        if not store.exists(uri, so):
             raise ConfigError(f"{text} is not a prepared recipe folder (no {STATE_FILE})")
-        state = store.read_json(state_uri)
+        state = store.read_json(uri, so)
         recipe = Recipe.from_json(state["recipe"])
-        recipe.output = recipe.output or os.path.dirname(os.path.abspath(state_uri))
+        recipe.storage_options = storage_options
+        folder = uri[: -len(STATE_FILE)].rstrip("/")
+        recipe.output = recipe.output or (os.path.abspath(folder) if store.is_local(folder) else folder)
         return recipe
     data = load_yaml(text)
     return parse_recipe(data, path=text, lines=key_lines(text), base=os.path.dirname(os.path.abspath(text)))
@@ -321,6 +330,8 @@ def parse_recipe(
     top_storage = data.get("storage_options")
     if top_storage is not None and not isinstance(top_storage, dict):
         raise where("storage_options", "must be a mapping of option names to values")
+    if top_storage:
+        recipe.storage_options = {str(k): str(v) for k, v in top_storage.items()}
 
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
@@ -679,18 +690,18 @@ def _fingerprint(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _read_state(output: str) -> dict[str, Any]:
+def _read_state(output: str, storage_options: dict[str, str] | None = None) -> dict[str, Any]:
     uri = store.join(output, STATE_FILE)
-    if not store.exists(uri):
+    if not store.exists(uri, storage_options):
         return {"format": STATE_FORMAT, "caches": {}}
-    state = store.read_json(uri)
+    state = store.read_json(uri, storage_options)
     if state.get("format") != STATE_FORMAT:
         raise CacheError(f"{uri} was written by another version of tokenmill ({state.get('format')!r})")
     return state
 
 
-def _write_state(output: str, state: dict[str, Any]) -> None:
-    store.write_json(store.join(output, STATE_FILE), state)
+def _write_state(output: str, state: dict[str, Any], storage_options: dict[str, str] | None = None) -> None:
+    store.write_json(store.join(output, STATE_FILE), state, storage_options)
 
 
 def _complete(cache: str, storage_options: dict[str, Any] | None) -> bool:
@@ -729,10 +740,11 @@ def prepare_recipe(
     workers = workers if workers is not None else recipe.workers
     tokenizer = _check_tokenizer(recipe)
     inputs = check_inputs(recipe)
-    if store.exists(store.join(output, "manifest.json")):
+    out_so = store.resolve_storage_options(recipe.storage_options, output)
+    if store.exists(store.join(output, "manifest.json"), out_so):
         raise ConfigError(f"{output} is a token cache, not a recipe folder: choose another --output")
 
-    state = _read_state(output)
+    state = _read_state(output, out_so)
     state["recipe"] = {**recipe.to_json(), "output": output}
     caches: dict[str, Any] = state.setdefault("caches", {})
     results: list[CacheResult] = []
@@ -794,7 +806,7 @@ def prepare_recipe(
                     )
                 config.overwrite = existed and not same
                 caches[key] = {"fingerprint": fingerprint, "status": "building", "files": len(files)}
-                _write_state(output, state)
+                _write_state(output, state, out_so)
                 summary = prepare(config, progress=progress)
                 status = "resumed" if existed and same else ("rebuilt" if existed else "built")
                 if summary.status == "nothing to do" and same:
@@ -804,7 +816,7 @@ def prepare_recipe(
                 caches[key] = {"fingerprint": fingerprint, "status": "done", "files": len(files)}
                 if spec.dedup and role == "train":
                     caches[key]["dedup_keys"] = keys_digest(read_cache_keys(target, so))
-                _write_state(output, state)
+                _write_state(output, state, out_so)
             result.documents = manifest.documents
             result.tokens = manifest.tokens
             result.trained_tokens = sum(s.trained_tokens for s in manifest.splits.values())
@@ -821,7 +833,7 @@ def prepare_recipe(
     stale = sorted(k for k in caches if k not in known)
     for k in stale:  # caches of sources no longer in the recipe are left in place, out of the mixture
         caches.pop(k)
-    _write_state(output, state)
+    _write_state(output, state, out_so)
     return RecipeSummary(output, results, round(time.perf_counter() - started, 3), stale)
 
 
