@@ -578,6 +578,24 @@ def _list_files(urls: list[str], storage_options: dict[str, Any] | None) -> list
     return out
 
 
+def _hf_data_files(spec: dict[str, Any]) -> list[str]:
+    files = spec.get("data_files")
+    if isinstance(files, str):
+        return [files]
+    if isinstance(files, dict):
+        return [f for v in files.values() for f in ([v] if isinstance(v, str) else v)]
+    return list(files or [])
+
+
+def _local_matches(pattern: str) -> list[str]:
+    """Local files a data_files entry names (HF data_files take globs)."""
+    import glob
+
+    if any(c in pattern for c in "*?["):
+        return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    return [pattern] if os.path.exists(pattern) else []
+
+
 def _list_hf(spec: dict[str, Any]) -> list[list[Any]]:
     """Local files behind a HF source (a saved folder, local data_files); a hub dataset lists nothing."""
     paths: list[str] = []
@@ -585,14 +603,9 @@ def _list_hf(spec: dict[str, Any]) -> list[list[Any]]:
     if os.path.isdir(name):
         for root, _, files in sorted(os.walk(name)):
             paths += [os.path.join(root, f) for f in sorted(files)]
-    files = spec.get("data_files")
-    if isinstance(files, str):
-        files = [files]
-    elif isinstance(files, dict):
-        files = [f for v in files.values() for f in ([v] if isinstance(v, str) else v)]
-    for f in files or ():
+    for f in _hf_data_files(spec):
         if "://" not in f:
-            paths += [f] if os.path.exists(f) else []
+            paths += _local_matches(f)
     out = []
     for p in paths:
         st = os.stat(p)
@@ -630,16 +643,18 @@ def _check_urls(spec: SourceSpec, which: str, where: _Where) -> list[list[Any]]:
 
 
 def _check_hf(spec: dict[str, Any], where: _Where, dotted: str) -> list[list[Any]]:
-    from tokenmill.sources.hf import _import_datasets
+    import importlib.util
 
-    _import_datasets()  # a clear error now when `datasets` is missing
+    if importlib.util.find_spec("datasets") is None:
+        raise where(
+            dotted, "reading a Hugging Face dataset needs the `datasets` package: pip install 'tokenmill[hf]'"
+        )
     name = spec["name"]
     if name.startswith(("/", "./", "../", "~")) and not os.path.exists(os.path.expanduser(name)):
         raise where(f"{dotted}.name", f"the dataset folder {name} does not exist")
-    files = spec.get("data_files")
-    for f in [files] if isinstance(files, str) else (files or []):
-        if isinstance(f, str) and "://" not in f and not os.path.exists(f):
-            raise where(f"{dotted}.data_files", f"the data file {f} does not exist")
+    for f in _hf_data_files(spec):
+        if "://" not in f and not _local_matches(f):
+            raise where(f"{dotted}.data_files", f"the data file {f} does not exist (or matches no file)")
     return _list_hf(spec)
 
 
