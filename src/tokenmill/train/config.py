@@ -39,6 +39,7 @@ RESUMABLE_CHANGES = frozenset(
         "device",
         "compile",
         "prefetch",
+        "threads",
         "export_dir",
         "storage_options",
         "data",
@@ -100,6 +101,7 @@ class TrainConfig:
     precision: str = "auto"
     compile: bool = False
     prefetch: int = 2
+    threads: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "train config") -> TrainConfig:
@@ -127,7 +129,7 @@ class TrainConfig:
         for name in ("max_steps", "warmup_steps", "eval_every", "eval_batches", "save_every", "prefetch"):
             if getattr(self, name) < 0:
                 raise bad(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("micro_batch_size", "eval_batch_size"):
+        for name in ("micro_batch_size", "eval_batch_size", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise bad(f"{name} must be at least 1, got {value}")

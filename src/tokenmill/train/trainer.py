@@ -132,6 +132,23 @@ def check_resume_config(saved: dict[str, Any], config: TrainConfig, world: World
         )
 
 
+class _Window:
+    """What happened since the last metrics record; the loss stays on the device until it is logged."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device)
+        self.steps = 0
+        self.time = 0.0
+        self.wait = 0.0
+        self.tokens = 0
+
+    def add(self, loss: torch.Tensor, wait: float, tokens: int) -> None:
+        self.loss += loss
+        self.steps += 1
+        self.wait += wait
+        self.tokens += tokens
+
+
 # ------------------------------------------------------------------------------------------------ the run
 
 
@@ -162,6 +179,8 @@ class Run:
                 )
         self.meta = tokenizer_meta(config)
         self.device = self.world.device
+        if config.threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(config.threads)
         self.dtype = autocast_dtype(config, self.device)
         self._build_model()
         self.step = int(self.saved["step"]) if self.saved else 0
@@ -356,8 +375,7 @@ class Run:
             return result
         feed = self.stream.open(self.data_state, pin_memory=self.device.type == "cuda")
         self.model.train()
-        window = {"time": 0.0, "wait": 0.0, "tokens": 0, "steps": 0}
-        last_loss = None
+        self._window = _Window(self.device)
         try:
             while self.step < max_steps:
                 t0 = time.perf_counter()
@@ -371,42 +389,11 @@ class Run:
                 n_tokens = fetched.batch["input_ids"].numel() * world.world_size
                 self.tokens += n_tokens
                 self.data_state = fetched.state
-                logging = self.step % config.log_every == 0 or self.step == max_steps
-                if logging:
-                    loss = all_reduce_sum(world, loss_sum.detach().clone()).item() / world.world_size
-                    hashes = all_gather_cat(world, torch.from_numpy(fetched.sample_hashes()).to(self.device))
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                dt = time.perf_counter() - t0
-                window["time"] += dt
-                window["wait"] += fetched.wait
-                window["tokens"] += n_tokens
-                window["steps"] += 1
-                if logging:
-                    last_loss = loss
-                    record = {
-                        "step": self.step,
-                        "loss": loss,
-                        "lr": self.scheduler.get_last_lr()[0],
-                        "grad_norm": float(grad_norm),
-                        "tokens": self.tokens,
-                        "tokens_per_s": window["tokens"] / max(window["time"], 1e-9),
-                        "step_time": window["time"] / window["steps"],
-                        "data_wait": window["wait"] / window["steps"],
-                        "data_wait_frac": window["wait"] / max(window["time"], 1e-9),
-                        "batch": batch_digest(hashes.cpu().numpy()),
-                    }
-                    log.log(record)
-                    result.history.append(record)
-                    log.progress(
-                        self.step,
-                        {
-                            "loss": f"{loss:.4f}",
-                            "tok/s": f"{record['tokens_per_s']:.3g}",
-                            "data": f"{100 * record['data_wait_frac']:.1f}%",
-                        },
-                    )
-                    window = {"time": 0.0, "wait": 0.0, "tokens": 0, "steps": 0}
+                self._window.add(loss_sum, fetched.wait, n_tokens)
+                if self.step % config.log_every == 0 or self.step == max_steps:
+                    self._log_step(result, fetched, grad_norm, t0)
+                else:
+                    self._window.time += time.perf_counter() - t0
                 if config.eval_every and self.step % config.eval_every == 0:
                     self._log_eval(result)
                 if self._should_save(max_steps):
@@ -415,7 +402,8 @@ class Run:
             feed.close()
         if config.eval_every and self.step % config.eval_every and self.step > result.step:
             self._log_eval(result)  # the final model is always evaluated when evaluation is on
-        result.step, result.tokens, result.loss = self.step, self.tokens, last_loss
+        result.step, result.tokens = self.step, self.tokens
+        result.loss = next((r["loss"] for r in reversed(result.history) if "loss" in r), None)
         result.seconds = time.perf_counter() - t_start
         if self.saved_step != self.step:
             result.checkpoint = self.save(self.data_state)
@@ -426,6 +414,38 @@ class Run:
             log.message(f"exported to {config.export_dir}")
         log.close()
         return result
+
+    def _log_step(self, result: TrainResult, fetched, grad_norm: torch.Tensor, t0: float) -> None:
+        """One metrics record: the window's mean loss (one sync with the other ranks), speed and data wait."""
+        world, w = self.world, self._window
+        loss = all_reduce_sum(world, w.loss.clone()).item() / world.world_size / w.steps
+        hashes = all_gather_cat(world, torch.from_numpy(fetched.sample_hashes()).to(self.device))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        w.time += time.perf_counter() - t0
+        record = {
+            "step": self.step,
+            "loss": loss,
+            "lr": self.scheduler.get_last_lr()[0],
+            "grad_norm": float(grad_norm),
+            "tokens": self.tokens,
+            "tokens_per_s": w.tokens / max(w.time, 1e-9),
+            "step_time": w.time / w.steps,
+            "data_wait": w.wait / w.steps,
+            "data_wait_frac": w.wait / max(w.time, 1e-9),
+            "batch": batch_digest(hashes.cpu().numpy()),
+        }
+        self.logger.log(record)
+        result.history.append(record)
+        self.logger.progress(
+            self.step,
+            {
+                "loss": f"{loss:.4f}",
+                "tok/s": f"{record['tokens_per_s']:.3g}",
+                "data": f"{100 * record['data_wait_frac']:.1f}%",
+            },
+        )
+        self._window = _Window(self.device)
 
     def _log_eval(self, result: TrainResult) -> None:
         metrics = self.evaluate()
