@@ -89,10 +89,12 @@ def test_windows_cover_the_stream_with_shifted_labels(sft_cache, read):
     assert ds.describe()["read"] == read
 
 
-def test_memmap_and_lance_reads_agree_in_every_mode(sft_cache):
+@pytest.mark.parametrize("which", ["sft_cache", "text_cache"])  # with and without loss masks
+def test_memmap_and_lance_reads_agree_in_every_mode(request, which):
+    cache = request.getfixturevalue(which)
     for mode in ("windows", "packed", "padded"):
-        a = TokenDataset(sft_cache, seq_len=40, mode=mode, read="memmap", seed=3)
-        b = TokenDataset(sft_cache, seq_len=40, mode=mode, read="lance", seed=3)
+        a = TokenDataset(cache, seq_len=40, mode=mode, read="memmap", seed=3)
+        b = TokenDataset(cache, seq_len=40, mode=mode, read="lance", seed=3)
         positions = np.random.default_rng(0).permutation(len(a))[:50]
         x, y = a.get_batch(positions, epoch=2), b.get_batch(positions, epoch=2)
         assert x.keys() == y.keys()
