@@ -50,13 +50,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     tok = train_tokenizer(_texts(args), args.vocab_size)
     out = args.output
-    if out.endswith(".json"):
-        directory = os.path.dirname(out) or "."
-        os.makedirs(directory, exist_ok=True)
-        tok.save(directory)
-        saved = os.path.join(directory, "tokenizer.json")
-        if os.path.abspath(saved) != os.path.abspath(out):
-            os.replace(saved, out)
+    if out.endswith(".json"):  # one tokenizer.json file; EOS is found again by name when it is loaded
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(tok.backend.to_str())
     else:
         tok.save(out)
     print(
