@@ -121,10 +121,9 @@ class SourceSpec:
     sample: str = "first"
     sample_buffer: int = 4096
     dedup: str | None = None
-    prepare: dict[str, Any] = field(
-        default_factory=dict
-    )  # PrepareConfig options (input_format, on_error, ...)
-    format: dict[str, Any] = field(default_factory=dict)  # record-format options (FormatConfig)
+    # PrepareConfig options (input_format, on_error, storage_options, ...) and record-format options
+    prepare: dict[str, Any] = field(default_factory=dict)
+    format: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_validation(self) -> bool:
@@ -895,7 +894,8 @@ def recipe_datasets(
         if split == "train" and spec.weight <= 0:
             continue
         cache, cache_split = source_split(recipe, output, spec.name, split)
-        if not _complete(cache, spec.prepare.get("storage_options")):
+        so = spec.prepare.get("storage_options") or storage_options or recipe.storage_options
+        if not _complete(cache, so):
             raise CacheError(
                 f"{cache} is not prepared yet: run `tokenmill prepare --recipe ... --output {output}`"
             )
@@ -906,7 +906,7 @@ def recipe_datasets(
                 seq_len=seq_len,
                 mode=mode or recipe.mode,  # type: ignore[arg-type]
                 seed=recipe.seed if seed is None else seed,
-                storage_options=spec.prepare.get("storage_options") or storage_options,
+                storage_options=so,
                 **options,
             )
         except CacheError:
@@ -930,7 +930,7 @@ def recipe_mixture(
 ):
     """The recipe's sources mixed by their weights: a :class:`tokenmill.loader.Mixture` (batches carry
     ``source``, the index into ``mixture.names``). For ``split="validation"`` every source with validation data
-    takes part, weighted the same way (a source of weight 0 counts once as much as the smallest other weight)."""
+    takes part, weighted the same way (a source of weight 0 counts as much as the smallest positive weight)."""
     from tokenmill.loader import Mixture
 
     if not isinstance(recipe, Recipe):
@@ -967,7 +967,7 @@ def recipe_report(
     datasets = recipe_datasets(recipe, output, seq_len=seq_len, mode=mode, split="train")
     rows = []
     for spec in recipe.sources:
-        so = spec.prepare.get("storage_options")
+        so = spec.prepare.get("storage_options") or recipe.storage_options
         manifest = read_manifest(cache_path(output, spec.name), so)
         train = manifest.splits.get("train")
         row: dict[str, Any] = {
