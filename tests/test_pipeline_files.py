@@ -158,7 +158,7 @@ def test_resume_seeks_instead_of_rereading(tmp_path, documents, tok):
     pipe = Pipeline.from_files([str(path)]).tokenize(tok).concat_chunk(128)
     full = run(pipe)
     it = pipe.iter()
-    head = [plain(next(it)) for _ in range(700)]  # past the first tokenizer batch (256 records)
+    head = [plain(next(it)) for _ in range(700)]  # past the first tokenizer batch (64 records)
     state = it.state_dict()
     it.close()
     files_state = state["state"]["parent"]["parent"]  # concat_chunk > tokenize > from_files

@@ -22,8 +22,8 @@ from tokenmill.pipeline.anchored import AnchoredStage, Skipped
 from tokenmill.pipeline.base import Node, Stage, StateDict, parent_state
 
 #: records per tokenizer call, and characters per call (long documents make small batches)
-BATCH_RECORDS = 256
-BATCH_CHARS = 1 << 20
+BATCH_RECORDS = 64
+BATCH_CHARS = 1 << 18
 
 
 def resolve_tokenizer(tokenizer: Any) -> Any:
