@@ -100,7 +100,7 @@ def build_source(args: argparse.Namespace):
     return Mixture(
         list(zip(datasets, weights, strict=True)),
         policy=args.policy,
-        seed=args.seed,
+        seed=options["seed"],
         shuffle=not args.no_shuffle,
         names=args.caches,
     )
@@ -185,7 +185,7 @@ def _tokenizer_for(source: Any, k: int) -> Any:
 def run(args: argparse.Namespace) -> int:
     from tokenmill.loader import BatchIterator, load_state, save_state
 
-    if args.seq_len < 1 or args.batch_size < 1:
+    if (args.seq_len is not None and args.seq_len < 1) or args.batch_size < 1:
         raise ConfigError("--seq-len and --batch-size must be positive")
     opened = time.perf_counter()
     source = build_source(args)
