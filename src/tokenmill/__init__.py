@@ -7,6 +7,7 @@ The public API, by stage (heavy modules load on first use, so ``import tokenmill
   :class:`FormatConfig`, :class:`RecordFormatter`
 - sources: :func:`expand_urls`, :func:`read_records`
 - load: :class:`TokenDataset`, :class:`Mixture`, :class:`BatchIterator`, :class:`Pipeline`
+- recipes: :func:`load_recipe`, :func:`prepare_recipe`, :func:`recipe_mixture`, :func:`recipe_report`
 - torch (optional): ``tokenmill.torch``; train (optional): ``tokenmill.train``
 - errors: :class:`TokenmillError` and its subclasses
 """
@@ -45,6 +46,11 @@ _LAZY = {
     "Mixture": "tokenmill.loader",
     "BatchIterator": "tokenmill.loader",
     "Pipeline": "tokenmill.pipeline",
+    "load_recipe": "tokenmill.recipe",
+    "prepare_recipe": "tokenmill.recipe",
+    "recipe_mixture": "tokenmill.recipe",
+    "recipe_report": "tokenmill.recipe",
+    "Recipe": "tokenmill.recipe",
 }
 
 

@@ -627,9 +627,9 @@ def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSu
             )
     state = committer.recover()
     units = plan["units"]
-    if manifest is not None and manifest.complete and state.through >= len(units):
-        summary = _summary(cache, manifest, "nothing to do", time.perf_counter() - started, 0, 0)
-        return summary
+    limit_reached = any(left is not None and left <= 0 for left in _remaining(config, state.stats))
+    if manifest is not None and manifest.complete and (state.through >= len(units) or limit_reached):
+        return _summary(cache, manifest, "nothing to do", time.perf_counter() - started, 0, 0)
     if manifest is not None and state.through > 0 and status == "complete":
         status = "resumed"
 

@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     except TokenmillError as exc:
         print(f"tokenmill {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `tokenmill batches ... | head`: the reader has what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"tokenmill {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
