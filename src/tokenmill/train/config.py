@@ -34,6 +34,7 @@ RESUMABLE_CHANGES = frozenset(
         "save_every",
         "save_every_minutes",
         "keep_last",
+        "save_final",
         "progress",
         "tensorboard",
         "device",
@@ -90,6 +91,7 @@ class TrainConfig:
     save_every: int = 0
     save_every_minutes: float = 0.0
     keep_last: int = 3
+    save_final: bool = True
     export_dir: str | None = None
     # logging
     run_dir: str = "runs/run"

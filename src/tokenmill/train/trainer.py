@@ -341,7 +341,7 @@ class Run:
             # ranks must agree: one clock (rank 0's) decides
             flag = torch.tensor([1.0 if elapsed and self.world.is_main else 0.0], device=self.device)
             due = bool(all_reduce_max(self.world, flag).item())
-        return due or self.step >= max_steps
+        return due or (self.config.save_final and self.step >= max_steps)
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self, max_steps: int | None = None) -> TrainResult:
@@ -405,9 +405,9 @@ class Run:
         result.step, result.tokens = self.step, self.tokens
         result.loss = next((r["loss"] for r in reversed(result.history) if "loss" in r), None)
         result.seconds = time.perf_counter() - t_start
-        if self.saved_step != self.step:
+        if config.save_final and self.saved_step != self.step:
             result.checkpoint = self.save(self.data_state)
-        if config.export_dir and world.is_main:
+        if config.export_dir and world.is_main and result.checkpoint is not None:
             from tokenmill.train.export import export_checkpoint
 
             export_checkpoint(result.checkpoint, config.export_dir)
