@@ -3,8 +3,8 @@
     from_files -> tokenize -> ensure_bos_eos -> concat_chunk(1024) -> shuffle(1000) -> batch(8)
 
 Corpus: the Python standard library's .py files, one JSONL record per file (examples/make_corpus.py), written
-``--repeat`` times into 8 shards, so that 10,000 batches (82M tokens) stay inside the first epoch and a resume
-position really is deep inside each shard. Tokenizer: a 32k byte-level BPE trained with ``tokenmill tokenizer
+``--repeat`` times (default 12, ~96M tokens) into 8 shards, so that 10,000 batches (82M tokens) stay inside the
+first epoch and a resume position really is deep inside each shard. Tokenizer: a 32k byte-level BPE trained with ``tokenmill tokenizer
 train`` (tokenmill runs it with its exact tiktoken fast path; epochraft with transformers' PreTrainedTokenizerFast
 over the same tokenizer.json, as its users do).
 
@@ -13,7 +13,9 @@ Measured, each in its own process:
   tokens/s   the chain over the first ``--batches`` batches (and the time to the first batch)
   state      the saved state's size: tokenmill's JSON, epochraft's pickle (torch.save)
   resume     seconds from ``iter(state_dict=...)`` to the first batch after 100, 1,000 and 10,000 batches,
-             in a fresh process, checked to be the very batch of the uninterrupted run
+             in a fresh process, checked to be the very batch of the uninterrupted run; and to batch 130,
+             minus 130 batches at the steady rate (epochraft serves its first 125 batches from the buffer
+             stored in its state, so only the later figure shows what its re-reading costs)
   shuffle    the state/resume/quality trade-off of three shuffle-state designs (see docs/pipeline.md)
 
 epochraft runs in its own virtual environment (``--epochraft-python``, default .bench-venv/bin/python; create it
@@ -64,6 +66,7 @@ from tokenmill.pipeline import Pipeline
 from tokenmill.tokenizer import load_tokenizer
 
 mode, tok_path, corpus, arg = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+AFTER = 130  # past the 125 batches that a 1000-chunk shuffle buffer holds: new data must be read by then
 tok = load_tokenizer(tok_path)
 
 def chain(repeat):
@@ -114,8 +117,11 @@ elif mode == "resume":
     it = pipe.iter(state_dict=state)
     batch = next(it)
     dt = time.perf_counter() - t
+    for _ in range(AFTER - 1):
+        next(it)
+    later = time.perf_counter() - t
     it.close()
-    print(json.dumps({"seconds": dt, "next": digest(batch)}))
+    print(json.dumps({"seconds": dt, "seconds_to_batch_%d" % AFTER: later, "next": digest(batch)}))
 """
 
 # --- epochraft (runs in the benchmark venv) -----------------------------------------------------------------
@@ -126,6 +132,7 @@ from epochraft import CheckpointableDataset
 from transformers import PreTrainedTokenizerFast
 
 mode, tok_path, corpus, arg = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+AFTER = 130  # epochraft serves its first 125 batches from the buffer stored in its state; by 130 it reads again
 tok = PreTrainedTokenizerFast(tokenizer_file=tok_path, eos_token="<|endoftext|>")
 
 def chain(repeat):
@@ -174,7 +181,10 @@ elif mode == "resume":
     it = pipe.iter(state_dict=state)
     batch = next(it)
     dt = time.perf_counter() - t
-    print(json.dumps({"seconds": dt, "next": digest(batch)}))
+    for _ in range(AFTER - 1):
+        next(it)
+    later = time.perf_counter() - t
+    print(json.dumps({"seconds": dt, "seconds_to_batch_%d" % AFTER: later, "next": digest(batch)}))
 # epochraft never closes its workers: its iterators' __del__ hangs the interpreter at exit
 sys.stdout.flush()
 os._exit(0)
@@ -295,7 +305,9 @@ print(json.dumps({"chunks": n_chunks, "identity": quality(list(range(n_chunks)))
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "bench-out" / "pipeline"))
-    ap.add_argument("--repeat", type=int, default=10, help="corpus copies (10: ~80M tokens, 10k batches fit)")
+    ap.add_argument(
+        "--repeat", type=int, default=12, help="corpus copies (12: ~96M tokens; 10k batches = 82M fit)"
+    )
     ap.add_argument("--batches", type=int, default=1500, help="batches timed for tokens/s")
     ap.add_argument("--positions", default="100,1000,10000")
     ap.add_argument("--rounds", type=int, default=3, help="alternating ceiling/pipeline rounds (median)")
@@ -365,9 +377,12 @@ def main(argv: list[str] | None = None) -> None:
             r["state_bytes"] = states[str(p)]["state_bytes"]
             r["exact"] = r["next"] == states[str(p)]["next"]
             resume[p] = r
+            steady = 130 / results[name]["throughput"]["tokens_per_s"] * TOKENS_PER_BATCH
+            r["overhead_to_batch_130"] = r["seconds_to_batch_130"] - steady
             print(
-                f"{name}: resume after {p:>6,} batches: {r['seconds']:.3f} s to the next batch "
-                f"(exact: {r['exact']}), state {r['state_bytes']:,} bytes",
+                f"{name}: resume after {p:>6,} batches: {r['seconds']:.3f} s to the next batch, "
+                f"{r['seconds_to_batch_130']:.2f} s to batch 130 ({r['overhead_to_batch_130']:+.2f} s over the "
+                f"steady rate) (exact: {r['exact']}), state {r['state_bytes']:,} bytes",
                 flush=True,
             )
         results[name]["resume"] = resume
