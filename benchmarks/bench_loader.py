@@ -14,7 +14,8 @@ in the two other layouts, so every reader serves the very same tokens:
              and through ``PrefetchIterator`` (torch tensors); then packed and padded modes
 
 Also: time to open the dataset and build its derived files (cold: none on disk; warm: reused), the packing plan,
-and the memory of the shuffle at 10^6, 10^9 and 10^12 samples. Each rate is the median of 3 runs of ``--seconds``.
+and the memory of the shuffle at 10^6, 10^9 and 10^12 samples. Readers run in alternating rounds (each reader
+``--seconds`` per round); rates are medians over rounds and ratios are medians of the per-round ratios.
 
     .venv/bin/python benchmarks/bench_loader.py [--out bench-out] [--repeat 3] [--seconds 2]
 """
@@ -59,16 +60,13 @@ def ensure_cache(out: Path, repeat: int) -> Path:
     return cache
 
 
-def rate(step: Callable[[], int], seconds: float, repeats: int = 3) -> float:
-    """Median over ``repeats`` runs of samples/s, where each ``step()`` returns the samples it produced."""
-    runs = []
-    for _ in range(repeats):
-        step()  # warm-up call
-        n, t0 = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - t0) < seconds:
-            n += step()
-        runs.append(n / elapsed)
-    return statistics.median(runs)
+def rate(step: Callable[[], int], seconds: float) -> float:
+    """Samples/s of one run of ``seconds``, where each ``step()`` returns the samples it produced."""
+    step()  # warm-up call
+    n, t0 = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - t0) < seconds:
+        n += step()
+    return n / elapsed
 
 
 def write_baselines(cache: Path, out: Path) -> tuple[Path, Path, int]:
@@ -90,7 +88,8 @@ def write_baselines(cache: Path, out: Path) -> tuple[Path, Path, int]:
     return flat_path, tut_path, index.num_tokens
 
 
-def bench_reads(cache: Path, out: Path, seconds: float) -> dict[str, float]:
+def bench_reads(cache: Path, out: Path, seconds: float, rounds: int) -> dict[str, list[float]]:
+    """Every reader once per round, rounds alternating, so a busy machine slows all of them alike."""
     import lance
     import torch
 
@@ -99,8 +98,6 @@ def bench_reads(cache: Path, out: Path, seconds: float) -> dict[str, float]:
 
     flat_path, tut_path, total = write_baselines(cache, out)
     rng = np.random.default_rng(0)
-    results: dict[str, float] = {}
-
     ds = lance.dataset(str(tut_path))
 
     def tutorial() -> int:
@@ -109,9 +106,8 @@ def bench_reads(cache: Path, out: Path, seconds: float) -> dict[str, float]:
         torch.tensor([r["input_ids"] for r in rows])
         return 1
 
-    results["tutorial (one token per row, to_pylist)"] = rate(tutorial, seconds)
-
     mm = np.memmap(flat_path, dtype=np.uint32, mode="r")
+    windows = np.lib.stride_tricks.sliding_window_view(mm, SEQ + 1)
 
     def memmap_loop() -> int:
         for s in rng.integers(0, total - SEQ - 1, size=64).tolist():
@@ -123,36 +119,33 @@ def bench_reads(cache: Path, out: Path, seconds: float) -> dict[str, float]:
         mm[starts[:, None] + np.arange(SEQ + 1)]
         return 64
 
-    windows = np.lib.stride_tricks.sliding_window_view(mm, SEQ + 1)
-
     def memmap_strided() -> int:
         windows[rng.integers(0, total - SEQ - 1, size=64)]
         return 64
 
-    results["memmap, per-sample copy"] = rate(memmap_loop, seconds)
-    results["memmap, batch of 64, one fancy index"] = rate(memmap_fancy, seconds)
-    results["memmap, batch of 64, strided window view"] = rate(memmap_strided, seconds)
-
-    def ours(read: str, batch: int, mode: str = "windows", prefetch: bool = False) -> float:
+    def ours(read: str, batch: int, mode: str = "windows", prefetch: bool = False) -> Callable[[], int]:
         dataset = TokenDataset(cache, seq_len=SEQ, mode=mode, read=read, seed=1)
         it = BatchIterator(dataset, batch, rank=0, world_size=1)
         source = PrefetchIterator(it, depth=8, workers=2) if prefetch else it
+        return lambda: next(source)["input_ids"].shape[0]
 
-        def step() -> int:
-            return next(source)["input_ids"].shape[0]
-
-        value = rate(step, seconds)
-        if prefetch:
-            source.close()
-        return value
-
-    for batch in (8, 64):
-        results[f"tokenmill windows, batch {batch}"] = ours("memmap", batch)
-    for batch in (8, 64):
-        results[f"tokenmill windows, Lance reads, batch {batch}"] = ours("lance", batch)
-    results["tokenmill windows, PrefetchIterator (torch), batch 64"] = ours("memmap", 64, prefetch=True)
-    results["tokenmill packed, batch 64"] = ours("memmap", 64, mode="packed")
-    results["tokenmill padded, batch 64"] = ours("memmap", 64, mode="padded")
+    readers = {
+        "tutorial (one token per row, to_pylist)": tutorial,
+        "memmap, per-sample copy": memmap_loop,
+        "memmap, batch of 64, one fancy index": memmap_fancy,
+        "memmap, batch of 64, strided window view": memmap_strided,
+        "tokenmill windows, batch 8": ours("memmap", 8),
+        "tokenmill windows, batch 64": ours("memmap", 64),
+        "tokenmill windows, Lance reads, batch 8": ours("lance", 8),
+        "tokenmill windows, Lance reads, batch 64": ours("lance", 64),
+        "tokenmill windows, PrefetchIterator (torch), batch 64": ours("memmap", 64, prefetch=True),
+        "tokenmill packed, batch 64": ours("memmap", 64, mode="packed"),
+        "tokenmill padded, batch 64": ours("memmap", 64, mode="padded"),
+    }
+    results: dict[str, list[float]] = {name: [] for name in readers}
+    for _ in range(rounds):
+        for name, step in readers.items():
+            results[name].append(rate(step, seconds))
     return results
 
 
@@ -213,6 +206,7 @@ def main() -> None:
         "--repeat", type=int, default=3, help="copies of the stdlib corpus (3 -> about 24M tokens)"
     )
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--fresh", action="store_true", help="rebuild the baselines' files")
     args = ap.parse_args()
     out = Path(args.out)
@@ -223,28 +217,37 @@ def main() -> None:
         (work / "tokens.u32").unlink(missing_ok=True)
     cache = ensure_cache(out, args.repeat)
     opening = bench_open(cache)
-    reads = bench_reads(cache, work, args.seconds)
+    runs = bench_reads(cache, work, args.seconds, args.rounds)
     memory = bench_shuffle_memory()
+    reads = {name: statistics.median(values) for name, values in runs.items()}
+
+    def ratio(a: str, b: str) -> float:
+        """Median over rounds of the side-by-side ratio (both measured within the same round)."""
+        return statistics.median(x / y for x, y in zip(runs[a], runs[b], strict=True))
 
     print(
         f"corpus: {opening['tokens (train)'] / 1e6:.1f}M train tokens, {opening['documents']:.0f} documents"
     )
-    print(f"\n{'random 1024-token samples':<56}{'samples/s':>12}")
+    print(f"\n{'random 1024-token samples (median of ' + str(args.rounds) + ' rounds)':<58}{'samples/s':>12}")
     for name, value in reads.items():
-        print(f"{name:<56}{value:>12,.0f}")
-    tut = reads["tutorial (one token per row, to_pylist)"]
-    ceiling = reads["memmap, per-sample copy"]
+        print(f"{name:<58}{value:>12,.0f}")
+    ratios = {}
     for batch in (8, 64):
-        ours = reads[f"tokenmill windows, batch {batch}"]
-        print(
-            f"tokenmill batch {batch}: {ours / tut:,.0f}x the tutorial, {ours / ceiling:.2f}x the memmap ceiling"
-        )
+        ours = f"tokenmill windows, batch {batch}"
+        ratios[f"batch {batch} / tutorial"] = ratio(ours, "tutorial (one token per row, to_pylist)")
+        ratios[f"batch {batch} / memmap per-sample"] = ratio(ours, "memmap, per-sample copy")
+        ratios[f"batch {batch} / memmap strided"] = ratio(ours, "memmap, batch of 64, strided window view")
+    print()
+    for name, value in ratios.items():
+        print(f"tokenmill {name:<50}{value:>10.2f}x")
     print()
     for name, value in {**opening, **memory}.items():
         shown = f"{value:.3f}" if isinstance(value, float) and value < 100 else f"{value:,.0f}"
         print(f"{name:<60}{shown:>14}")
     (work / "bench_loader.json").write_text(
-        json.dumps({"reads": reads, "open": opening, "shuffle": memory}, indent=1)
+        json.dumps(
+            {"reads": reads, "runs": runs, "ratios": ratios, "open": opening, "shuffle": memory}, indent=1
+        )
     )
 
 
