@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -85,7 +86,8 @@ def test_prepare_from_and_to_s3_equals_local(tmp_path, s3, jsonl_shards, tokeniz
     assert sorted(s["url"].rsplit("/", 1)[-1] for s in reader.manifest.sources) == [
         p.name for p in jsonl_shards
     ]
-    again = build([pattern], remote, tokenizer_path, **kw)
+    # run again without --tokenizer: the cache's own copy (in the bucket) is the tokenizer
+    again = build([pattern], remote, "", **kw)
     assert again.status == "nothing to do"
 
 
@@ -122,6 +124,41 @@ def test_storage_option_flags_without_environment(tmp_path, s3, jsonl_shards, to
         assert s3.secret.encode() not in body
     build(jsonl_shards, tmp_path / "local", tokenizer_path, validation=0.2, seed=3)
     assert_same_documents(CacheReader(str(tmp_path / "local")), CacheReader(remote, secret_options))
+
+
+@pytest.mark.slow
+def test_prepare_to_s3_killed_then_resumed(tmp_path, s3, tokenizer_path):
+    """kill -9 a prepare writing to a bucket after a few commits; the same command finishes the job exactly."""
+    shards = [
+        write_jsonl(
+            tmp_path / "src" / f"k-{i:02d}.jsonl", [{"text": t} for t in make_documents(150, seed=900 + i)]
+        )
+        for i in range(12)
+    ]
+    pattern = upload(s3, shards)
+    build(shards, tmp_path / "local", tokenizer_path, unit_bytes=60_000)
+    remote = s3.url("caches/killed")
+    cmd = [
+        *CLI, "prepare", pattern, "--tokenizer", str(tokenizer_path), "--output", remote, "--workers", "2",
+        "--unit-bytes", "60000", "--no-progress",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    fs, _ = store.get_fs(remote)
+    deadline = time.time() + 120
+    committed = f"{s3.bucket}/caches/killed/ledger/committed.json"
+    while time.time() < deadline and proc.poll() is None:
+        fs.invalidate_cache()
+        if fs.exists(committed) and json.loads(fs.cat_file(committed))["through"] >= 2:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "the prepare finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert not read_manifest(remote).complete
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resumed" in done.stdout
+    assert_same_documents(CacheReader(str(tmp_path / "local")), CacheReader(remote))
 
 
 def test_reading_a_cache_from_s3(tmp_path, s3, jsonl_shards, tokenizer_path):

@@ -581,7 +581,8 @@ def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSu
                 "no tokenizer given: pass --tokenizer (a tokenizer.json, HF name/folder, tiktoken, bytes)"
             )
         config.tokenizer = existing_tok
-    tokenizer = load_tokenizer(config.tokenizer, trust_remote_code=config.trust_remote_code)
+    tokenizer_local = store.local_copy(config.tokenizer, so)  # e.g. the tokenizer of a cache in a bucket
+    tokenizer = load_tokenizer(tokenizer_local, trust_remote_code=config.trust_remote_code)
     dtype = token_dtype(tokenizer.vocab_size)
     schema = cache_schema(dtype)
     committer = CacheCommitter(cache, schema, so)
@@ -650,7 +651,7 @@ def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSu
     payload = {
         "tokenizer_dir": store.local_path(store.join(cache, "tokenizer"))
         if store.is_local(cache)
-        else config.tokenizer,
+        else tokenizer_local,
         "config": dataclasses.asdict(config),
         "dtype": dtype.name,
         "trust_remote_code": config.trust_remote_code,

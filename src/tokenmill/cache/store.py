@@ -162,3 +162,21 @@ def list_names(uri: str, storage_options: dict[str, str] | None = None) -> list[
     if not fs.exists(path):
         return []
     return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+
+
+def local_copy(uri: str, storage_options: dict[str, str] | None = None) -> str:
+    """A local path for ``uri``: itself when local, else a temporary copy of the file or folder (tokenizer files
+    are small, and the tokenizer libraries read local files only). Anything that is not a URL (a hub name,
+    ``bytes``) comes back unchanged."""
+    if is_local(uri):
+        return local_path(uri)
+    import tempfile
+
+    fs, path = get_fs(uri, storage_options)
+    local = tempfile.mkdtemp(prefix="tokenmill-")
+    if fs.isdir(path):
+        fs.get(path.rstrip("/") + "/", local + "/", recursive=True)
+        return local
+    target = os.path.join(local, path.rstrip("/").rsplit("/", 1)[-1])
+    fs.get(path, target)
+    return target
