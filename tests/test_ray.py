@@ -311,3 +311,31 @@ def test_unreachable_cluster_fails_fast(tmp_path, jsonl_shards, tokenizer_path):
             ray_address=f"127.0.0.1:{_free_port()}",
         )
     assert time.time() - started < 30
+
+
+def test_never_more_tasks_in_flight_than_cluster_cpus(ray_cluster, tokenizer_path):
+    from tokenmill.ray_executor import RayExecutor
+
+    address, _ = ray_cluster
+    payload = {"tokenizer_dir": str(tokenizer_path), "config": {}, "dtype": "uint16"}
+    first = RayExecutor(8, payload, address=address)  # connects
+    try:
+        assert first.max_in_flight == 2  # the cluster has 2 CPUs
+        assert RayExecutor(None, payload, address=address).max_in_flight == 2  # default: every CPU
+        assert RayExecutor(1, payload, address=address).max_in_flight == 1
+    finally:
+        first.shutdown()
+    assert not ray.is_initialized()
+
+
+def test_dead_worker_errors_become_a_lost_unit():
+    """After Ray's own retries, a dead worker reaches the coordinator as a broken pool: it resubmits the unit."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from tokenmill.ray_executor import RayWorkerLost, _translate
+
+    for error in (ray.exceptions.WorkerCrashedError(), ray.exceptions.NodeDiedError("node gone")):
+        lost = _translate(ray, error)
+        assert isinstance(lost, RayWorkerLost) and isinstance(lost, BrokenProcessPool)
+    other = ValueError("not a worker death")
+    assert _translate(ray, other) is other
