@@ -105,8 +105,7 @@ class TokenmillTrainerDataset(torch.utils.data.IterableDataset):
             self._states.popitem(last=False)
 
     def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        if info is not None and info.num_workers > 1:
+        if torch.utils.data.get_worker_info() is not None:
             raise ConfigError(
                 "TokenmillTrainerDataset keeps its position in the main process: use num_workers=0"
             )

@@ -212,13 +212,13 @@ class Run:
                 config.warmup_steps, config.max_steps, config.min_lr / config.lr, config.schedule
             )
         self.forward_model = self.model
-        if config.compile:
-            self.forward_model = torch.compile(self.forward_model)
         if self.world.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward_model = DDP(self.forward_model, device_ids=ids)
+        if config.compile:  # after DDP, so its optimizer splits the graph at gradient buckets
+            self.forward_model = torch.compile(self.forward_model)
 
     def _seed_rng(self) -> None:
         if self.checkpoint is not None:
@@ -377,18 +377,17 @@ class Run:
         self.model.train()
         self._window = _Window(self.device)
         try:
-            while self.step < max_steps:
-                t0 = time.perf_counter()
-                try:
-                    fetched = feed.next()
-                except StopIteration:
-                    log.message(f"the data ended after step {self.step}")
-                    break
+            t0 = time.perf_counter()
+            pending = self._fetch(feed)
+            while pending is not None:
+                fetched = pending
                 loss_sum, grad_norm = self.train_step(fetched)
                 self.step += 1
+                # the next batch is taken while the device still works on this step (CUDA runs asynchronously)
+                pending = self._fetch(feed) if self.step < max_steps else None
                 n_tokens = fetched.batch["input_ids"].numel() * world.world_size
                 self.tokens += n_tokens
-                self.data_state = fetched.state
+                self.data_state = fetched.state  # the position after the last batch trained on
                 self._window.add(loss_sum, fetched.wait, n_tokens)
                 if self.step % config.log_every == 0 or self.step == max_steps:
                     self._log_step(result, fetched, grad_norm, t0)
@@ -398,6 +397,7 @@ class Run:
                     self._log_eval(result)
                 if self._should_save(max_steps):
                     result.checkpoint = self.save(self.data_state)
+                t0 = time.perf_counter()  # evaluation and checkpoint time is not step time
         finally:
             feed.close()
         if config.eval_every and self.step % config.eval_every and self.step > result.step:
@@ -414,6 +414,14 @@ class Run:
             log.message(f"exported to {config.export_dir}")
         log.close()
         return result
+
+    def _fetch(self, feed):
+        """The next batch, or None (with a message) when the data has ended."""
+        try:
+            return feed.next()
+        except StopIteration:
+            self.logger.message(f"the data ended after step {self.step}")
+            return None
 
     def _log_step(self, result: TrainResult, fetched, grad_norm: torch.Tensor, t0: float) -> None:
         """One metrics record: the window's mean loss (one sync with the other ranks), speed and data wait."""
