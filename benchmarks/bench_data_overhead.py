@@ -161,7 +161,7 @@ def main() -> None:
     device_name = (
         torch.cuda.get_device_name(torch.device(args.device))
         if args.device.startswith("cuda")
-        else platform.processor()
+        else cpu_name()
     )
     result = {
         "device": args.device,
