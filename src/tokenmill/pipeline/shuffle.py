@@ -3,16 +3,16 @@
 The stage reads ``buffer_size`` items (a block), orders them by a random permutation seeded by (seed, block
 number) and hands them out in that order, then reads the next block. Every item leaves within its block, so the
 buffer can always be rebuilt from the parent's state at the block's start: the state is that state, the block
-number and how many items of the block were handed out (about 1.4 KB for the benchmark chain, against epochraft's
-12-30 MB pickled buffer). A resume re-reads one block (at most ``buffer_size`` items) from that anchor: the same
+number and how many items of the block were handed out (about 1.3 KB for the benchmark chain, against epochraft's
+15-29 MB pickled buffer). A resume re-reads one block (at most ``buffer_size`` items) from that anchor: the same
 work as filling the buffer at a cold start, whatever the position.
 
 Why not epochraft's random-slot (reservoir) buffer with positions in the state? An item can stay in a reservoir
-for an unbounded time, so rebuilding it means re-reading from far back: on the benchmark corpus, 5,200 chunks on
-average (7,100 at worst) and 3M tokens to tokenize again, for a state of 1,000 positions. The block's weakness is
+for an unbounded time, so rebuilding it means re-reading from far back: on the benchmark corpus, 6,800 chunks on
+average (9,600 at worst) and 3.1M tokens to tokenize again, for a state of 1,000 positions. The block's weakness is
 that neighbours in the input stay close (the chunks of one long document land in the same block); the
 stratified permutation (:func:`block_permutation`) spreads them over rounds, so batches of 8 that hold two chunks
-of one document fall to 7%, against 40% for a uniform block permutation and 22% for epochraft's reservoir
+of one document fall to 7%, against 37% for a uniform block permutation and 21% for epochraft's reservoir
 (docs/pipeline.md has the whole comparison).
 """
 
@@ -36,7 +36,7 @@ def block_permutation(n: int, seed: int, block: int) -> np.ndarray:
     one item from every stratum per round, in a random stratum order per round. Every item still leaves within its
     block, but items that were neighbours in the input (the consecutive chunks of one long document) are spread
     across rounds, so a batch rarely holds two pieces of one document: measured on the benchmark corpus, batches
-    of 8 with two chunks of one document drop from 40% (uniform block permutation) to a few percent.
+    of 8 with two chunks of one document drop from 37% (uniform block permutation) to 7%.
     """
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(block), 0x5F])
     if n <= STRATA:
