@@ -33,8 +33,8 @@ from tokenmill.cache.layout import (
     split_hash,
     token_dtype,
 )
-from tokenmill.cache.manifest import Manifest, SplitStats, read_manifest, write_manifest
-from tokenmill.cache.reader import CacheReader, threshold_for
+from tokenmill.cache.manifest import Manifest, read_manifest, write_manifest
+from tokenmill.cache.reader import CacheReader
 from tokenmill.cache.writer import CacheCommitter, LedgerState, write_fragments
 from tokenmill.config import from_dict
 from tokenmill.dedup import (
@@ -863,35 +863,14 @@ def _finalize(cache: str, manifest: Manifest, state: LedgerState, units, storage
         {"url": u, "status": "done" if u in done_urls else "pending"}
         for u in dict.fromkeys(u for unit in units for u in unit["urls"])
     ]
-    if store.exists(store.join(cache, TOKENS_DATASET), storage_options) and state.version is not None:
-        import lance
-
-        ds = lance.dataset(store.join(cache, TOKENS_DATASET), storage_options=storage_options)
-        table = ds.to_table(columns=["piece", "num_tokens", "num_trained", "split_hash"])
-        piece = table.column("piece").to_numpy()
-        hashes = table.column("split_hash").to_numpy()
-        manifest.split_threshold = None
-        threshold = threshold_for(manifest, hashes[piece == 0])
-        manifest.split_threshold = threshold
-        is_val = (
-            hashes < np.uint64(min(threshold, 2**64 - 1)) if threshold < 2**64 else np.ones(len(hashes), bool)
-        )
-        tokens = table.column("num_tokens").to_numpy().astype(np.int64)
-        trained = table.column("num_trained").to_numpy().astype(np.int64)
-        manifest.splits = {}
-        for name, sel in (("train", ~is_val), ("validation", is_val)):
-            manifest.splits[name] = SplitStats(
-                documents=int((piece[sel] == 0).sum()),
-                tokens=int(tokens[sel].sum()),
-                trained_tokens=int(trained[sel].sum()),
-                rows=int(sel.sum()),
-            )
     manifest.complete = True
+    if store.exists(store.join(cache, TOKENS_DATASET), storage_options) and state.version is not None:
+        # one scan of the small columns builds the row index (saved for readers) and the counts recorded here
+        manifest.split_threshold = None
+        reader = CacheReader(cache, storage_options, manifest=manifest)
+        manifest.splits = reader.split_stats()
+        manifest.split_threshold = reader.split_threshold
     write_manifest(cache, manifest, storage_options)
-    try:
-        CacheReader(cache, storage_options).split_index("train")  # builds and saves the row index now
-    except CacheError:
-        pass
     return manifest
 
 

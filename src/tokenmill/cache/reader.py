@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from tokenmill.cache import store
 from tokenmill.cache.layout import TOKENS_DATASET
-from tokenmill.cache.manifest import Manifest, read_manifest
+from tokenmill.cache.manifest import Manifest, SplitStats, read_manifest
 from tokenmill.errors import CacheError
 
 SPLITS = ("train", "validation")
@@ -71,13 +71,33 @@ def threshold_for(manifest: Manifest, hashes_of_documents: np.ndarray | None = N
     return 0
 
 
-class CacheReader:
-    """Read-only view of one version of a cache (the latest committed one by default)."""
+def in_validation(hashes: np.ndarray, threshold: int) -> np.ndarray:
+    """Which rows are in the validation split, from their split hashes and the manifest's threshold."""
+    if threshold <= 0:
+        return np.zeros(len(hashes), dtype=bool)
+    if threshold >= 2**64:
+        return np.ones(len(hashes), dtype=bool)
+    return hashes < np.uint64(threshold)
 
-    def __init__(self, cache: str, storage_options: dict[str, str] | None = None, version: int | None = None):
+
+class CacheReader:
+    """Read-only view of one version of a cache (the latest committed one by default).
+
+    ``manifest`` may be given by a writer that is about to publish it (prepare's last step), so the split
+    statistics it records come from the very index readers will use.
+    """
+
+    def __init__(
+        self,
+        cache: str,
+        storage_options: dict[str, str] | None = None,
+        version: int | None = None,
+        manifest: Manifest | None = None,
+    ):
         self.cache = str(cache)
         self.storage_options = storage_options = store.resolve_storage_options(storage_options, self.cache)
-        self.manifest = read_manifest(self.cache, storage_options)
+        self.manifest = manifest if manifest is not None else read_manifest(self.cache, storage_options)
+        self.split_threshold: int | None = self.manifest.split_threshold
         uri = store.join(self.cache, TOKENS_DATASET)
         if not store.exists(uri, storage_options):
             raise CacheError(f"{self.cache} has no committed tokens yet")
@@ -151,18 +171,22 @@ class CacheReader:
             num_tokens = table.column("num_tokens").to_numpy().astype(np.int64)
             trained = table.column("num_trained").to_numpy()
             hashes = table.column("split_hash").to_numpy()
-            threshold = threshold_for(self.manifest, hashes[piece == 0])
-            is_val = (
-                hashes < np.uint64(min(threshold, 2**64 - 1)) if threshold > 0 else np.zeros(len(piece), bool)
-            )
-            if threshold >= 2**64:
-                is_val[:] = True
-            arrays = {"piece": piece, "num_tokens": num_tokens, "trained": trained, "is_val": is_val}
+            self.split_threshold = threshold_for(self.manifest, hashes[piece == 0])
+            is_val = in_validation(hashes, self.split_threshold)
+            arrays = {
+                "piece": piece,
+                "num_tokens": num_tokens,
+                "trained": trained,
+                "is_val": is_val,
+                "threshold": np.array(str(self.split_threshold)),  # may be 2**64: kept as text, not pickled
+            }
             if self.manifest.complete:
                 try:
                     store.write_npz(uri, self.storage_options, **arrays)
                 except OSError:
                     pass  # a read-only cache still works, it just rebuilds the index on open
+        elif "threshold" in arrays:
+            self.split_threshold = int(str(arrays["threshold"]))
         for split, select in (("train", ~arrays["is_val"]), ("validation", arrays["is_val"])):
             rows = np.flatnonzero(select).astype(np.int64)
             offsets = np.zeros(len(rows) + 1, dtype=np.int64)
@@ -170,6 +194,19 @@ class CacheReader:
             self._indexes[split] = SplitIndex(
                 split, rows, offsets, arrays["piece"][rows] == 0, arrays["trained"][rows].astype(np.uint32)
             )
+
+    def split_stats(self) -> dict[str, SplitStats]:
+        """Documents, tokens, trained tokens and rows per split, as the manifest records them."""
+        out = {}
+        for name in SPLITS:
+            index = self.split_index(name)
+            out[name] = SplitStats(
+                documents=index.num_documents,
+                tokens=index.num_tokens,
+                trained_tokens=int(index.trained.astype(np.int64).sum()),
+                rows=index.num_rows,
+            )
+        return out
 
     def split_index(self, split: str) -> SplitIndex:
         if split not in SPLITS:
