@@ -185,24 +185,26 @@ def test_bad_record_on_ray_names_file_and_line(tmp_path, ray_cluster, tokenizer_
 
 
 class _TaskKiller(threading.Thread):
-    """Kill -9 the first Ray worker seen running a prepare unit (its process title names the task)."""
+    """Kill -9 the first Ray worker seen running a prepare unit (its process title names the task), and count how
+    many units ever run at once."""
 
     def __init__(self, sid: int, after: float = 0.0) -> None:
         super().__init__(daemon=True)
         self.sid, self.after = sid, after
         self.killed: int | None = None
+        self.most_running = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
         first_seen: dict[int, float] = {}
         while not self.stop.is_set():
-            for pid in _session_pids(self.sid):
-                if _cmdline(pid).startswith(TASK_TITLE):
-                    seen = first_seen.setdefault(pid, time.time())
-                    if time.time() - seen >= self.after:
-                        os.kill(pid, signal.SIGKILL)
-                        self.killed = pid
-                        return
+            running = [pid for pid in _session_pids(self.sid) if _cmdline(pid).startswith(TASK_TITLE)]
+            self.most_running = max(self.most_running, len(running))
+            for pid in running:
+                seen = first_seen.setdefault(pid, time.time())
+                if self.killed is None and time.time() - seen >= self.after:
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed = pid
             time.sleep(0.02)
 
 
@@ -220,6 +222,7 @@ def test_killed_ray_worker_still_gives_every_document_once(tmp_path, ray_cluster
         killer.stop.set()
         killer.join()
     assert killer.killed is not None, "no worker was caught running a unit"
+    assert 1 <= killer.most_running <= 2  # never more units at once than the cluster's 2 CPUs
     assert summary.status == "complete"
     assert_same_cache(tmp_path / "local", tmp_path / "ray")
 
@@ -313,16 +316,19 @@ def test_unreachable_cluster_fails_fast(tmp_path, jsonl_shards, tokenizer_path):
     assert time.time() - started < 30
 
 
-def test_never_more_tasks_in_flight_than_cluster_cpus(ray_cluster, tokenizer_path):
+def test_tasks_in_flight_follow_the_cluster_cpus(ray_cluster, tokenizer_path):
     from tokenmill.ray_executor import RayExecutor
 
     address, _ = ray_cluster
     payload = {"tokenizer_dir": str(tokenizer_path), "config": {}, "dtype": "uint16"}
     first = RayExecutor(8, payload, address=address)  # connects
     try:
-        assert first.max_in_flight == 2  # the cluster has 2 CPUs
-        assert RayExecutor(None, payload, address=address).max_in_flight == 2  # default: every CPU
-        assert RayExecutor(1, payload, address=address).max_in_flight == 1
+        # the cluster has 2 CPUs: 2 units run, a third waits in Ray's queue for the first free CPU
+        assert first.workers == 2 and first.max_in_flight == 3
+        default = RayExecutor(None, payload, address=address)  # default: every CPU
+        assert default.workers == 2 and default.max_in_flight == 3
+        one = RayExecutor(1, payload, address=address)  # spare CPUs: nothing queued, exactly one unit runs
+        assert one.workers == 1 and one.max_in_flight == 1
     finally:
         first.shutdown()
     assert not ray.is_initialized()

@@ -69,7 +69,10 @@ class RayExecutor:
             self._started = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, min(workers, cpus) if workers else cpus)
-        self.max_in_flight = self.workers
+        # One unit queued beyond the running ones keeps every CPU busy while the driver commits; Ray's CPU
+        # accounting still runs at most `workers` at once. When the cluster has spare CPUs the queued unit would
+        # start at once, so there the count stays at `workers`.
+        self.max_in_flight = self.workers + 1 if self.workers >= cpus else self.workers
         shipped = _ship_payload(payload)
         self._key = shipped["key"]
         self._payload_ref = ray.put(shipped)
