@@ -621,7 +621,7 @@ def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSu
             plan["sources"].extend(new_sources)
             committer.write_plan(plan)
             status = "appended"
-        elif new_sources and manifest.complete and not config.append:
+        elif new_sources:
             raise CacheError(
                 f"{cache} was built from other sources ({', '.join(plan['sources'])}); pass --append to add "
                 f"{', '.join(new_sources)}, or --overwrite to rebuild"
