@@ -133,15 +133,8 @@ class CacheReader:
     def tokenizer(self):
         from tokenmill.tokenizer import load_tokenizer
 
-        tok_dir = store.join(self.cache, "tokenizer")
-        if not store.is_local(tok_dir):  # tokenizers load from local files: copy the small folder once
-            import tempfile
-
-            fs, path = store.get_fs(tok_dir, self.storage_options)
-            local = tempfile.mkdtemp(prefix="tokenmill-tok-")
-            fs.get(path + "/", local + "/", recursive=True)
-            tok_dir = local
-        return load_tokenizer(store.local_path(tok_dir))
+        # tokenizer libraries read local files only: a cache in a bucket lends a temporary copy of the folder
+        return load_tokenizer(store.local_copy(store.join(self.cache, "tokenizer"), self.storage_options))
 
     @property
     def splits(self) -> list[str]:
