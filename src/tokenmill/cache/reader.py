@@ -140,12 +140,6 @@ class CacheReader:
     def splits(self) -> list[str]:
         return [s for s in SPLITS if self.split_index(s).num_rows > 0]
 
-    @property
-    def has_loss_mask(self) -> bool:
-        return any(s.trained_tokens != s.tokens for s in self.manifest.splits.values()) or any(
-            int(ix.trained.sum()) != ix.num_tokens for ix in (self.split_index(s) for s in SPLITS)
-        )
-
     # index ----------------------------------------------------------------------------------------------
     def _index_uri(self) -> str:
         return store.join(self.cache, INDEX_DIR, f"rows-v{self.version}.npz")
