@@ -76,6 +76,8 @@ def jsonl_shards(tmp_path_factory, documents) -> list[Path]:
     """The fixture documents as four JSONL shards with a `text` field."""
     root = tmp_path_factory.mktemp("shards")
     return [
-        write_jsonl(root / f"part-{i:02d}.jsonl", [{"text": t, "id": j} for j, t in enumerate(documents[i::4])])
+        write_jsonl(
+            root / f"part-{i:02d}.jsonl", [{"text": t, "id": j} for j, t in enumerate(documents[i::4])]
+        )
         for i in range(4)
     ]
