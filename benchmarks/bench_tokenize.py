@@ -20,26 +20,11 @@ import json
 import os
 import statistics
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
-
-def stdlib_corpus(limit_bytes: int) -> list[str]:
-    root = Path(sysconfig.get_paths()["stdlib"])
-    docs, total = [], 0
-    for path in sorted(root.rglob("*.py")):
-        if "site-packages" in path.parts:
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        docs.append(text)
-        total += len(text.encode("utf-8"))
-        if total >= limit_bytes:
-            break
-    return docs
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from make_corpus import stdlib_texts  # noqa: E402
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
@@ -63,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tokenmill.tokenizer import load_tokenizer, train_tokenizer
 
-    docs = stdlib_corpus(int(args.limit_mb * 1e6))
+    docs = stdlib_texts(int(args.limit_mb * 1e6))
     nbytes = sum(len(d.encode("utf-8")) for d in docs)
     t0 = time.perf_counter()
     fast = train_tokenizer(docs, args.vocab_size)

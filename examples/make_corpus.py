@@ -21,6 +21,23 @@ def stdlib_files(max_files: int | None = None) -> list[Path]:
     return files[:max_files] if max_files else files
 
 
+def stdlib_texts(limit_bytes: int | None = None) -> list[str]:
+    """The readable, non-empty standard-library sources, in path order, until ``limit_bytes`` of text."""
+    texts, total = [], 0
+    for path in stdlib_files():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        if not text.strip():
+            continue
+        texts.append(text)
+        total += len(text.encode())
+        if limit_bytes is not None and total >= limit_bytes:
+            break
+    return texts
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("out")

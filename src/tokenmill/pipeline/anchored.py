@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
-from tokenmill.pipeline.base import ParentStage, Stage, StateDict, parent_state, require
+from tokenmill.pipeline.base import ParentStage, Stage, StateDict, parent_state, put_until_stopped, require
 
 #: a batch function returns one result per input (``None`` drops the item), or one Future per input
 BatchFn = Callable[[list[Any]], Sequence[Any]]
@@ -137,12 +137,7 @@ class AnchoredStage(ParentStage):
 
     def _put(self, item: Any) -> None:
         assert self._queue is not None
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        put_until_stopped(self._queue, item, self._stop)
 
     def _next_batch(self) -> _Batch | None:
         if self._queue is None:

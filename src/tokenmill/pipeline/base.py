@@ -19,6 +19,8 @@ The state contract every stage follows (Grain / torchdata.nodes style):
 from __future__ import annotations
 
 import dataclasses
+import queue
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -143,3 +145,16 @@ def require(state: StateDict, key: str, stage: str) -> Any:
         raise StateError(
             f"state for stage {stage!r} lacks {key!r}: this state was saved by another pipeline"
         ) from None
+
+
+def put_until_stopped(q: queue.Queue, item: Any, stop: threading.Event) -> None:
+    """Put ``item`` on a bounded queue, giving up once ``stop`` is set.
+
+    A background reader must not block forever on a full queue after its consumer has closed the iterator.
+    """
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue

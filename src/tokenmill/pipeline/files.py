@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from tokenmill.errors import ConfigError, StateError
-from tokenmill.pipeline.base import Node, Stage, StateDict, require
+from tokenmill.pipeline.base import Node, Stage, StateDict, put_until_stopped, require
 
 _END = ("end",)
 
@@ -129,12 +129,7 @@ class ShardReader:
                 records.close()  # closes the file even when stopped mid-way
 
     def _put(self, entry: Any) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(entry, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        put_until_stopped(self._queue, entry, self._stop)
 
     def get(self) -> tuple[Any, ...]:
         return self._queue.get()

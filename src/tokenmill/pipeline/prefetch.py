@@ -12,7 +12,7 @@ import queue
 import threading
 from typing import Any
 
-from tokenmill.pipeline.base import Node, ParentStage, Stage, StateDict
+from tokenmill.pipeline.base import Node, ParentStage, Stage, StateDict, put_until_stopped
 
 _END = object()
 
@@ -51,12 +51,7 @@ class PrefetchStage(ParentStage):
             self._put((exc, None))
 
     def _put(self, entry: Any) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(entry, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        put_until_stopped(self._queue, entry, self._stop)
 
     def __next__(self) -> Any:
         if self._done:
