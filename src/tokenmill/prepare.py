@@ -721,6 +721,52 @@ def _run_units(
     def task(i: int, **limits: Any) -> dict[str, Any]:
         return {"index": i, "unit": units[i], "output": cache, "payload": payload, **limits}
 
+    def commit_prefix(state: LedgerState, redo: bool) -> tuple[LedgerState, bool]:
+        """Commit the finished units that follow the committed prefix, in plan order.
+
+        A unit that crosses a subset limit, or holds documents an earlier unit stored, is redone with the exact
+        remaining budget and without those documents (``redo``), or left to a rerun (after a failure), so the
+        subset and the kept copies are the same on every run. Returns the new state and whether a subset limit
+        ended the build.
+        """
+        fragments: list[dict[str, Any]] = []
+        keys: list[int] = []
+        stats, through, finished = dict(state.stats), state.through, False
+        while through in done:
+            result = done[through]
+            docs_left, toks_left = _remaining(config, stats)
+            over_docs = docs_left is not None and result["stats"]["documents"] > docs_left
+            over_toks = toks_left is not None and result["stats"]["tokens"] > toks_left
+            dups = seen.intersect(result.get("keys", ())) if seen is not None else []
+            if over_docs or over_toks or dups:
+                if not redo:
+                    break
+                committer.discard(result["fragments"])
+                limits: dict[str, Any] = {}
+                if docs_left is not None:
+                    limits["limit_documents"] = docs_left
+                if toks_left is not None:
+                    limits["limit_tokens"] = toks_left
+                if dups:
+                    limits["drop_keys"] = dups
+                result = executor.submit(task(through, **limits)).result()
+                finished = bool(result["stopped"])
+            done.pop(through)
+            if seen is not None:
+                seen.add(result.get("keys", ()))
+                keys.extend(result.get("keys", ()))
+            fragments.extend(result["fragments"])
+            stats = _add_counts(stats, dict(result["stats"], bytes=units[through]["bytes"]))
+            bar.update(units[through]["bytes"], stats)
+            through += 1
+            if finished:
+                break
+        if through > state.through:
+            if seen is not None:
+                save_commit_keys(cache, state.through, through, keys, so)
+            state = committer.commit(fragments, through, stats)
+        return state, finished
+
     try:
         while not finished:
             docs_left, toks_left = _remaining(config, state.stats)
@@ -752,82 +798,18 @@ def _run_units(
                             in_flight[executor.submit(task(j))] = j
                     break
             # commit the finished prefix (at most every 0.5 s, or when everything is done)
-            prefix = []
-            j = state.through
-            while j in done:
-                prefix.append(j)
-                j += 1
-            if not prefix:
+            if state.through not in done:
                 continue
             if time.monotonic() - last_commit < 0.5 and in_flight and next_unit < len(units):
                 continue
-            fragments: list[dict[str, Any]] = []
-            stats = dict(state.stats)
-            through = state.through
-            commit_keys: list[int] = []
-            for j in prefix:
-                result = done.pop(j)
-                unit_stats = dict(result["stats"], bytes=units[j]["bytes"])
-                docs_left, toks_left = _remaining(config, stats)
-                over_docs = docs_left is not None and unit_stats["documents"] > docs_left
-                over_toks = toks_left is not None and unit_stats["tokens"] > toks_left
-                dups = seen.intersect(result.get("keys", ())) if seen is not None else []
-                if over_docs or over_toks or dups:
-                    # redo this one unit with the exact remaining budget and without the documents an earlier
-                    # unit stored: the subset and the kept copies are the same on every run
-                    committer.discard(result["fragments"])
-                    limits: dict[str, Any] = {}
-                    if docs_left is not None:
-                        limits["limit_documents"] = docs_left
-                    if toks_left is not None:
-                        limits["limit_tokens"] = toks_left
-                    if dups:
-                        limits["drop_keys"] = dups
-                    result = executor.submit(task(j, **limits)).result()
-                    unit_stats = dict(result["stats"], bytes=units[j]["bytes"])
-                    finished = bool(result["stopped"])
-                if seen is not None:
-                    seen.add(result.get("keys", ()))
-                    commit_keys.extend(result.get("keys", ()))
-                fragments.extend(result["fragments"])
-                stats = _add_counts(stats, unit_stats)
-                through = j + 1
-                bar.update(units[j]["bytes"], stats)
-                if finished:
-                    break
-            if seen is not None:
-                save_commit_keys(cache, state.through, through, commit_keys, so)
-            state = committer.commit(fragments, through, stats)
+            state, finished = commit_prefix(state, redo=True)
             last_commit = time.monotonic()
-            manifest.skipped = dict(stats.get("skipped", {}))
-            if finished:
-                break
+            manifest.skipped = dict(state.stats.get("skipped", {}))
     except BaseException:
         for fut in in_flight:
             fut.cancel()
         # commit what finished in order before the failure, so the cache stays valid and a rerun resumes
-        prefix_fragments, stats, through = [], dict(state.stats), state.through
-        prefix_keys: list[int] = []
-        while through in done:
-            result = done[through]
-            docs_left, toks_left = _remaining(config, stats)
-            if (docs_left is not None and result["stats"]["documents"] > docs_left) or (
-                toks_left is not None and result["stats"]["tokens"] > toks_left
-            ):
-                break  # needs a redo with the remaining budget: left to the rerun
-            if seen is not None:
-                if seen.intersect(result.get("keys", ())):
-                    break  # needs a redo without its duplicates: left to the rerun
-                seen.add(result.get("keys", ()))
-                prefix_keys.extend(result.get("keys", ()))
-            done.pop(through)
-            prefix_fragments.extend(result["fragments"])
-            stats = _add_counts(stats, dict(result["stats"], bytes=units[through]["bytes"]))
-            through += 1
-        if through > state.through:
-            if seen is not None:
-                save_commit_keys(cache, state.through, through, prefix_keys, so)
-            state = committer.commit(prefix_fragments, through, stats)
+        state, _ = commit_prefix(state, redo=False)
         for result in done.values():
             committer.discard(result["fragments"])
         manifest.skipped = dict(state.stats.get("skipped", {}))
