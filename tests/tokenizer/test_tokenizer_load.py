@@ -1,15 +1,14 @@
-"""Tokenizer loading, fingerprints, and the tiktoken fast path proven equal to `tokenizers` on real text."""
+"""Tokenizer loading, specials and BOS convention, fingerprints, saving, and the byte and tiktoken tokenizers."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import sysconfig
-from pathlib import Path
 
 import pytest
-from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizer_corpus import tokenizer_json, write_json
 from tokenizers import Tokenizer as RawTokenizer
+from tokenizers import normalizers, processors
 
 from tokenmill.errors import TokenizerError
 from tokenmill.tokenizer import (
@@ -21,204 +20,11 @@ from tokenmill.tokenizer import (
     train_tokenizer,
 )
 
-CL100K_STYLE = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
-
-
-def stdlib_documents(limit_bytes: int) -> list[str]:
-    """Real text: `.py` files of this Python's standard library, one document per file, in path order."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    docs, total = [], 0
-    for path in sorted(root.rglob("*.py")):
-        if "site-packages" in path.parts:
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        docs.append(text)
-        total += len(text.encode("utf-8"))
-        if total >= limit_bytes:
-            break
-    assert total >= min(limit_bytes, 100_000), "standard library sources not found"
-    return docs
-
-
-def unicode_sweep(codepoints: list[int]) -> list[str]:
-    """Every given code point in contexts that exercise the pre-tokenizer regex (letters, digits, spaces, ')."""
-    contexts = ["a{}b", " {} ", "{}{}", "1{}2", "\n{}\n", " {}'ll", "\t{}  x"]
-    return [
-        "".join(f.format(chr(c), chr(c)) for c in codepoints[i : i + 512] for f in contexts)
-        for i in range(0, len(codepoints), 512)
-    ]
-
-
-BMP = [c for c in range(0x10000) if not 0xD800 <= c < 0xE000]
-
-
-@pytest.fixture(scope="module")
-def stdlib_docs() -> list[str]:
-    return stdlib_documents(2_000_000)
-
-
-@pytest.fixture(scope="module")
-def trained_on_stdlib(stdlib_docs) -> HFTokenizer:
-    return train_tokenizer(stdlib_docs, 4000)
-
-
-@pytest.fixture(scope="module")
-def split_style_tokenizer(stdlib_docs, tmp_path_factory) -> Path:
-    """A Llama-3/Qwen2-style byte-level BPE: a Split(regex) pre-tokenizer, then ByteLevel without its regex."""
-    tok = RawTokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(CL100K_STYLE), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=2000,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(stdlib_docs[:100], trainer=trainer)
-    path = tmp_path_factory.mktemp("split") / "tokenizer.json"
-    tok.save(str(path))
-    return path
-
-
-def assert_same_ids(fast, slow, docs: list[str]) -> None:
-    assert fast.engine == "tiktoken" and slow.engine == "tokenizers"
-    a, b = fast.encode_batch(docs), slow.encode_batch(docs)
-    bad = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
-    assert not bad, f"{len(bad)} of {len(docs)} documents differ, first: {docs[bad[0]][:200]!r}"
-
-
-# ----------------------------------------------------------------------------------------- fast path
-
-
-def test_fast_path_matches_tokenizers_on_fixture_and_stdlib(tokenizer_path, documents, stdlib_docs):
-    fast = load_tokenizer(tokenizer_path)
-    slow = load_tokenizer(tokenizer_path, fast_path=False)
-    extra = ["", " ", "  \n\n  x  ", "hi <|endoftext|> there", "a\ud800b", "it's we'll 'LL", "x" * 5000]
-    assert_same_ids(fast, slow, documents + stdlib_docs + extra)
-
-
-def test_fast_path_matches_on_a_tokenizer_trained_on_stdlib(trained_on_stdlib, stdlib_docs, tmp_path):
-    fast = trained_on_stdlib
-    slow = load_tokenizer(fast.save(tmp_path / "t"), fast_path=False)
-    assert_same_ids(fast, slow, stdlib_docs)
-
-
-def test_fast_path_matches_on_every_bmp_code_point(tokenizer_path, trained_on_stdlib, tmp_path):
-    slow = load_tokenizer(trained_on_stdlib.save(tmp_path / "t"), fast_path=False)
-    assert_same_ids(trained_on_stdlib, slow, unicode_sweep(BMP))
-    fixture_docs = unicode_sweep(BMP[::5])
-    assert_same_ids(
-        load_tokenizer(tokenizer_path), load_tokenizer(tokenizer_path, fast_path=False), fixture_docs
-    )
-
-
-@pytest.mark.slow
-def test_fast_path_matches_on_every_code_point_and_whole_stdlib(tmp_path):
-    docs = stdlib_documents(10**9)
-    fast = train_tokenizer(docs, 32000)
-    slow = load_tokenizer(fast.save(tmp_path / "t"), fast_path=False)
-    assert_same_ids(fast, slow, docs)
-    assert_same_ids(fast, slow, unicode_sweep([c for c in range(0x110000) if not 0xD800 <= c < 0xE000]))
-
-
-def test_fast_path_matches_with_split_regex_pretokenizer(split_style_tokenizer, stdlib_docs, documents):
-    fast = load_tokenizer(split_style_tokenizer)
-    slow = load_tokenizer(split_style_tokenizer, fast_path=False)
-    assert fast.engine == "tiktoken", fast.fast_path_reason
-    assert_same_ids(fast, slow, stdlib_docs[:150] + documents + unicode_sweep(BMP[::9]))
-
-
-def _tokenizer_json(tokenizer_path) -> dict:
-    return json.loads(Path(tokenizer_path).read_text())
-
-
-def _write(tmp_path: Path, data: dict, name: str = "tokenizer.json") -> Path:
-    path = tmp_path / name
-    path.write_text(json.dumps(data))
-    return path
-
-
-def test_guard_rejects_a_token_its_merges_cannot_reach(tmp_path):
-    """Merges b+c, a+b, ab+c: `tokenizers` encodes "abc" as [a, bc] (a+bc is no merge), while tiktoken would
-    return the token "abc" whole. The guard must see this and keep `tokenizers`."""
-    import tiktoken
-
-    byte_chars = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {c: i for i, c in enumerate(byte_chars)}
-    vocab.update({"bc": 256, "ab": 257, "abc": 258})
-    tok = RawTokenizer(models.BPE(vocab=vocab, merges=[("b", "c"), ("a", "b"), ("ab", "c")]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    path = tmp_path / "tokenizer.json"
-    tok.save(str(path))
-    loaded = load_tokenizer(path)
-    assert loaded.engine == "tokenizers"
-    assert "not reachable" in loaded.fast_path_reason
-    assert loaded.encode("abc") == [vocab["a"], 256]
-    naive = tiktoken.Encoding(
-        "naive",
-        pat_str=r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
-        mergeable_ranks=_ranks(vocab),
-        special_tokens={},
-    )
-    assert naive.encode_ordinary("abc") == [258]  # what an unguarded conversion would produce
-
-
-def _ranks(vocab: dict[str, int]) -> dict[bytes, int]:
-    from tokenmill.tokenizer import _bytes_to_unicode
-
-    u2b = {c: b for b, c in _bytes_to_unicode().items()}
-    return {bytes(u2b[ch] for ch in tok): i for tok, i in vocab.items()}
-
-
-@pytest.mark.parametrize(
-    "change, reason",
-    [
-        (lambda d: d.__setitem__("normalizer", {"type": "NFC"}), "normalizer"),
-        (lambda d: d["pre_tokenizer"].__setitem__("add_prefix_space", True), "pre-tokenizer"),
-        (lambda d: d["model"].__setitem__("merges", d["model"]["merges"][::-1]), "merge order"),
-        (lambda d: d["model"].__setitem__("byte_fallback", True), "byte fallback"),
-        (
-            lambda d: d["added_tokens"].append(
-                {
-                    "id": 893,
-                    "content": "hello",
-                    "single_word": False,
-                    "lstrip": False,
-                    "rstrip": False,
-                    "normalized": False,
-                    "special": False,
-                }
-            ),
-            "non-special added",
-        ),
-    ],
-)
-def test_guard_falls_back_when_not_equivalent(tokenizer_path, tmp_path, change, reason, documents):
-    data = _tokenizer_json(tokenizer_path)
-    change(data)
-    tok = load_tokenizer(_write(tmp_path, data))
-    assert tok.engine == "tokenizers"
-    assert reason in tok.fast_path_reason
-    raw = RawTokenizer.from_file(str(tmp_path / "tokenizer.json"))
-    raw.encode_special_tokens = True
-    assert tok.encode_batch(documents[:20]) == [
-        e.ids for e in raw.encode_batch(documents[:20], add_special_tokens=False)
-    ]
-
-
 # ----------------------------------------------------------------------------------------- loading
 
 
 def test_fixture_tokenizer_properties(tokenizer_path):
-    data = _tokenizer_json(tokenizer_path)
+    data = tokenizer_json(tokenizer_path)
     tok = load_tokenizer(tokenizer_path)
     assert isinstance(tok, HFTokenizer) and tok.kind == "huggingface"
     assert tok.vocab_size == max(data["model"]["vocab"].values()) + 1
@@ -271,10 +77,10 @@ def test_fingerprint_is_stable_across_paths_and_engines(tokenizer_path, tmp_path
     ]
     assert {t.fingerprint for t in same} == {base.fingerprint}
     # the decoder and stored truncation settings do not change ids, so they do not change the fingerprint
-    data = _tokenizer_json(tokenizer_path)
+    data = tokenizer_json(tokenizer_path)
     data["decoder"] = None
     data["truncation"] = {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0}
-    other = load_tokenizer(_write(tmp_path, data, "nodecoder.json"))
+    other = load_tokenizer(write_json(tmp_path, data, "nodecoder.json"))
     assert other.fingerprint == base.fingerprint
     assert len(other.encode("a fairly long text " * 10)) > 8
 
@@ -311,9 +117,11 @@ def _renamed_token(d: dict) -> None:
     ],
 )
 def test_fingerprint_changes_with_vocabulary_merges_specials_and_pipeline(tokenizer_path, tmp_path, change):
-    data = _tokenizer_json(tokenizer_path)
+    data = tokenizer_json(tokenizer_path)
     change(data)
-    assert load_tokenizer(_write(tmp_path, data)).fingerprint != load_tokenizer(tokenizer_path).fingerprint
+    assert (
+        load_tokenizer(write_json(tmp_path, data)).fingerprint != load_tokenizer(tokenizer_path).fingerprint
+    )
 
 
 def test_hf_folder_config_supplies_specials_template_and_bos_convention(tokenizer_path, tmp_path):
@@ -364,10 +172,10 @@ def test_saved_folder_loads_with_transformers_too(tokenizer_path, tmp_path, docu
 
 def test_transformers_loader_agrees_with_direct_loader(tokenizer_path, tmp_path):
     pytest.importorskip("transformers")
-    from tokenmill.tokenizer import _load_transformers
+    from tokenmill.tokenizer import load_transformers
 
     folder = load_tokenizer(tokenizer_path).save(tmp_path / "copy")
-    via_hf = _load_transformers(str(folder), trust_remote_code=False, fast_path=True)
+    via_hf = load_transformers(str(folder), trust_remote_code=False, fast_path=True)
     direct = load_tokenizer(folder)
     assert via_hf.fingerprint == direct.fingerprint
     assert via_hf.encode("hello world") == direct.encode("hello world")

@@ -1,0 +1,148 @@
+"""The one interface every tokenizer engine implements, and the fingerprint that identifies a tokenizer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+META_FILE = "tokenmill_tokenizer.json"
+_META_VERSION = 1
+
+
+def scrub_surrogates(text: str) -> str:
+    """Replace lone surrogates (possible in JSON-decoded text) by U+FFFD, as tiktoken does, so engines agree."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def sha256_json(obj: Any) -> str:
+    data = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+class Tokenizer(ABC):
+    """What the rest of tokenmill needs from a tokenizer, whatever library runs it.
+
+    ``vocab_size`` is the largest id + 1 (added and special tokens included), so it bounds every id the
+    tokenizer can emit and decides the cache's integer width. ``adds_bos`` is the tokenizer's own convention
+    (whether its post-processor starts a sequence with BOS); formats follow it by default.
+    """
+
+    kind: str = ""
+    name: str = ""
+    vocab_size: int = 0
+    bos_id: int | None = None
+    eos_id: int | None = None
+    pad_id: int | None = None
+    adds_bos: bool = False
+    chat_template: str | None = None
+
+    @property
+    def engine(self) -> str:
+        """The library that actually encodes (``tokenizers``, ``tiktoken`` or ``bytes``)."""
+        return self.kind
+
+    @abstractmethod
+    def encode_batch(self, texts: Sequence[str], *, parse_special: bool = False) -> list[list[int]]:
+        """Encode many texts at once, adding no special tokens.
+
+        With ``parse_special=False`` (the default) the text of a special token is plain text; with ``True`` it
+        becomes the control token (for text rendered by a chat template, never for raw data).
+        """
+
+    def encode(self, text: str, *, parse_special: bool = False) -> list[int]:
+        return self.encode_batch([text], parse_special=parse_special)[0]
+
+    @abstractmethod
+    def decode(self, ids: Iterable[int]) -> str: ...
+
+    @abstractmethod
+    def token_to_id(self, token: str) -> int | None:
+        """The id of a token given by its text form (special tokens included), or None."""
+
+    @abstractmethod
+    def id_to_token(self, token_id: int) -> str | None: ...
+
+    @abstractmethod
+    def _fingerprint_payload(self) -> Any:
+        """JSON-able data that determines every id this tokenizer produces (not its file paths)."""
+
+    @abstractmethod
+    def _save_files(self, directory: Path) -> dict[str, Any]:
+        """Write the tokenizer's own files; returns extra entries for the meta file."""
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 hex of what decides the ids: vocabulary, merges, normalizer, pre-tokenizer, special tokens, and
+        the BOS/EOS/PAD ids and BOS convention (all the post-processor decides for us). The same tokenizer loaded
+        from different paths gives the same value; the decoder and stored truncation/padding do not count."""
+        return sha256_json(
+            {
+                "kind": self.kind,
+                "tokenizer": self._fingerprint_payload(),
+                "bos_id": self.bos_id,
+                "eos_id": self.eos_id,
+                "pad_id": self.pad_id,
+                "adds_bos": self.adds_bos,
+            }
+        )
+
+    @property
+    def bos_token(self) -> str | None:
+        return None if self.bos_id is None else self.id_to_token(self.bos_id)
+
+    @property
+    def eos_token(self) -> str | None:
+        return None if self.eos_id is None else self.id_to_token(self.eos_id)
+
+    @property
+    def pad_token(self) -> str | None:
+        return None if self.pad_id is None else self.id_to_token(self.pad_id)
+
+    def to_json_meta(self) -> dict[str, Any]:
+        """A small JSON-able description for cache manifests and summaries."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "engine": self.engine,
+            "vocab_size": self.vocab_size,
+            "bos_id": self.bos_id,
+            "eos_id": self.eos_id,
+            "pad_id": self.pad_id,
+            "adds_bos": self.adds_bos,
+            "fingerprint": self.fingerprint,
+            "chat_template_sha256": (
+                None
+                if self.chat_template is None
+                else hashlib.sha256(self.chat_template.encode()).hexdigest()
+            ),
+        }
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the tokenizer to ``directory`` so that ``load_tokenizer(directory)`` restores it exactly."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": _META_VERSION,
+            **self.to_json_meta(),
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+            "pad_token": self.pad_token,
+            "chat_template": self.chat_template,
+            **self._save_files(out),
+        }
+        tmp = out / (META_FILE + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, out / META_FILE)
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, engine={self.engine!r}, vocab_size={self.vocab_size}, "
+            f"bos_id={self.bos_id}, eos_id={self.eos_id}, adds_bos={self.adds_bos})"
+        )

@@ -1,0 +1,187 @@
+"""A Hugging Face ``tokenizers`` tokenizer (what a ``tokenizer.json`` holds) behind the interface."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenmill.errors import TokenizerError
+from tokenmill.tokenizer.base import Tokenizer, scrub_surrogates
+from tokenmill.tokenizer.identity import tiktoken_twin
+
+_EOS_NAMES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eos|>")
+_BOS_NAMES = ("<s>", "<bos>", "<|begin_of_text|>", "<|startoftext|>", "<|beginoftext|>", "<|bos|>")
+
+
+class HFTokenizer(Tokenizer):
+    """A Hugging Face ``tokenizers`` tokenizer (what a ``tokenizer.json`` holds), optionally run by tiktoken.
+
+    ``fast_path=True`` builds an equivalent tiktoken encoder when the tokenizer is a byte-level BPE that tiktoken
+    provably reproduces (see :func:`tokenmill.tokenizer.identity.tiktoken_twin`); ``engine`` says which one runs, ``fast_path_reason`` why.
+    """
+
+    kind = "huggingface"
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        name: str,
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        pad_token: str | None = None,
+        adds_bos: bool | None = None,
+        chat_template: str | None = None,
+        fast_path: bool = True,
+    ) -> None:
+        from tokenizers import Tokenizer as _HFTok
+
+        self.name = name
+        self.chat_template = chat_template
+        # Ids must not depend on a truncation or padding setting stored in the file.
+        plain = _HFTok.from_str(tokenizer.to_str())
+        plain.no_truncation()
+        plain.no_padding()
+        tj = json.loads(plain.to_str())  # not kept: for a 150k vocabulary it is ~100 MB of Python objects
+        plain.encode_special_tokens = True  # special-token text in data is plain text
+        self._plain = plain
+        self._special: Any = None
+        vocab = plain.get_vocab(with_added_tokens=True)
+        if not vocab:
+            raise TokenizerError(f"tokenizer {name!r} has an empty vocabulary")
+        self.vocab_size = max(vocab.values()) + 1
+        self._added = {a["content"]: a["id"] for a in tj.get("added_tokens") or []}
+        self._resolve_specials(bos_token, eos_token, pad_token, adds_bos)
+        self._tiktoken: Any = None
+        self.fast_path_reason = "disabled (fast_path=False)"
+        if fast_path:
+            twin = tiktoken_twin(tj, name)
+            if isinstance(twin, str):
+                self.fast_path_reason = twin
+            else:
+                self._tiktoken = twin
+                self.fast_path_reason = "byte-level BPE reproduced exactly by tiktoken"
+
+    def _resolve_specials(
+        self, bos: str | None, eos: str | None, pad: str | None, adds_bos: bool | None
+    ) -> None:
+        tok = self._plain
+        plain_ids = tok.encode("a", add_special_tokens=False).ids
+        with_ids = tok.encode("a", add_special_tokens=True).ids
+        prefix: list[int] = []
+        if len(with_ids) > len(plain_ids) and plain_ids:
+            k = with_ids.index(plain_ids[0]) if plain_ids[0] in with_ids else 0
+            prefix = with_ids[:k]
+        special_ids = set(self._added.values())
+
+        def lookup(text: str | None, what: str) -> int | None:
+            if text is None:
+                return None
+            tid = tok.token_to_id(text)
+            if tid is None:
+                raise TokenizerError(
+                    f"tokenizer {self.name!r}: its {what} token {text!r} is not in the vocabulary; fix "
+                    "tokenizer_config.json or the tokenizer"
+                )
+            return tid
+
+        def by_name(names: tuple[str, ...]) -> int | None:
+            for n in names:
+                if n in self._added:
+                    return self._added[n]
+            return None
+
+        self.bos_id = lookup(bos, "BOS")
+        if self.bos_id is None and prefix and prefix[-1] in special_ids:
+            self.bos_id = prefix[-1]
+        if self.bos_id is None:
+            self.bos_id = by_name(_BOS_NAMES)
+        self.eos_id = lookup(eos, "EOS")
+        if self.eos_id is None:
+            self.eos_id = by_name(_EOS_NAMES)
+        self.pad_id = lookup(pad, "PAD")
+        if adds_bos is None:
+            adds_bos = bool(prefix) and self.bos_id is not None and prefix[-1] == self.bos_id
+        self.adds_bos = bool(adds_bos) and self.bos_id is not None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # tokenizers does not pickle its encode_special_tokens flag; without this, an unpickled copy (in a
+        # worker process) would turn special-token text in data into control tokens
+        self.__dict__.update(state)
+        self._plain.encode_special_tokens = True
+        if self._special is not None:
+            self._special.encode_special_tokens = False
+
+    @property
+    def engine(self) -> str:
+        return "tiktoken" if self._tiktoken is not None else "tokenizers"
+
+    @property
+    def backend(self) -> Any:
+        """The ``tokenizers.Tokenizer`` (special-token text encoded as plain text)."""
+        return self._plain
+
+    def encode_batch(self, texts: Sequence[str], *, parse_special: bool = False) -> list[list[int]]:
+        if not isinstance(texts, list):
+            texts = list(texts)
+        if parse_special:
+            return self._encode_hf(self._special_tokenizer(), texts)
+        if self._tiktoken is not None:
+            enc = self._tiktoken
+            # one thread: faster than tiktoken's thread pool on 2 cores (docs/benchmarks.md)
+            return [enc.encode_ordinary(t) for t in texts]
+        return self._encode_hf(self._plain, texts)
+
+    @staticmethod
+    def _encode_hf(tok: Any, texts: list[str]) -> list[list[int]]:
+        fn = getattr(tok, "encode_batch_fast", None) or tok.encode_batch
+        try:
+            encs = fn(texts, add_special_tokens=False)
+        except TypeError:  # lone surrogates cannot cross into Rust; tiktoken replaces them, so do we
+            if not all(isinstance(t, str) for t in texts):
+                raise
+            encs = fn([scrub_surrogates(t) for t in texts], add_special_tokens=False)
+        return [e.ids for e in encs]
+
+    def _special_tokenizer(self) -> Any:
+        if self._special is None:
+            from tokenizers import Tokenizer as _HFTok
+
+            t = _HFTok.from_str(self._plain.to_str())
+            t.encode_special_tokens = False
+            self._special = t
+        return self._special
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._plain.decode(list(ids), skip_special_tokens=False)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._plain.token_to_id(token)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self._plain.id_to_token(token_id)
+
+    def _fingerprint_payload(self) -> Any:
+        # The post-processor matters only through the BOS convention, which the fingerprint holds as adds_bos,
+        # bos_id and eos_id; its JSON is left out because transformers rewrites it on save (an equivalent
+        # TemplateProcessing), which would make one tokenizer look like two.
+        j = json.loads(self._plain.to_str())
+        return {k: j.get(k) for k in ("model", "normalizer", "pre_tokenizer", "added_tokens")}
+
+    def _save_files(self, directory: Path) -> dict[str, Any]:
+        (directory / "tokenizer.json").write_text(self._plain.to_str(), encoding="utf-8")
+        # lets transformers.AutoTokenizer load the same folder (e.g. in the HF Trainer adapter)
+        cfg: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": self.adds_bos}
+        for key, value in (
+            ("bos_token", self.bos_token),
+            ("eos_token", self.eos_token),
+            ("pad_token", self.pad_token),
+        ):
+            if value is not None:
+                cfg[key] = value
+        if self.chat_template is not None:
+            cfg["chat_template"] = self.chat_template
+        (directory / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
+        return {"fast_path": self._tiktoken is not None}

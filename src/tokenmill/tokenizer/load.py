@@ -1,0 +1,149 @@
+"""``load_tokenizer``: any spec users pass (a path, a name, a saved folder) -> a :class:`Tokenizer`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tokenmill.errors import TokenizerError
+from tokenmill.tokenizer.base import META_FILE, Tokenizer
+from tokenmill.tokenizer.bytes import ByteTokenizer
+from tokenmill.tokenizer.hf_config import read_hf_config, token_text
+from tokenmill.tokenizer.huggingface import HFTokenizer
+from tokenmill.tokenizer.tiktoken import load_tiktoken_file, load_tiktoken_name
+
+
+def _load_tokenizer_json(
+    path: Path, *, config: dict[str, Any] | None = None, name: str | None = None, fast_path: bool = True
+) -> HFTokenizer:
+    from tokenizers import Tokenizer as _HFTok
+
+    try:
+        tok = _HFTok.from_file(str(path))
+    except Exception as e:
+        raise TokenizerError(f"cannot load {path} as a tokenizers tokenizer.json: {e}") from e
+    cfg = config if config is not None else read_hf_config(path.parent)
+    adds_bos = cfg.get("add_bos_token")
+    return HFTokenizer(
+        tok,
+        name=name or (path.parent.name if path.name == "tokenizer.json" else path.stem),
+        bos_token=token_text(cfg.get("bos_token")),
+        eos_token=token_text(cfg.get("eos_token")),
+        pad_token=token_text(cfg.get("pad_token")),
+        adds_bos=adds_bos if isinstance(adds_bos, bool) else None,
+        chat_template=cfg.get("chat_template") if isinstance(cfg.get("chat_template"), str) else None,
+        fast_path=fast_path,
+    )
+
+
+def load_transformers(spec: str, trust_remote_code: bool, fast_path: bool) -> HFTokenizer:
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as e:
+        raise TokenizerError(
+            f"tokenizer {spec!r} is not a tokenizer.json, a .tiktoken file, a tiktoken encoding name or 'bytes'; "
+            "loading Hugging Face model names needs transformers: pip install 'tokenmill[transformers]'"
+        ) from e
+    try:
+        hf = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise TokenizerError(
+            f"cannot load tokenizer {spec!r} with transformers ({type(e).__name__}: {e}). Check the name or path; "
+            "without network, a hub name must already be in the Hugging Face cache."
+        ) from e
+    backend = getattr(hf, "backend_tokenizer", None) or getattr(hf, "_tokenizer", None)
+    if backend is None or not hasattr(backend, "to_str"):
+        raise TokenizerError(
+            f"tokenizer {spec!r} has no fast (tokenizers) backend; convert it with transformers "
+            "(AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(DIR)) and pass DIR"
+        )
+    from tokenizers import Tokenizer as _HFTok
+
+    adds_bos = getattr(hf, "add_bos_token", None)
+    template = getattr(hf, "chat_template", None)
+    return HFTokenizer(
+        _HFTok.from_str(backend.to_str()),
+        name=spec,
+        bos_token=hf.bos_token if isinstance(hf.bos_token, str) else None,
+        eos_token=hf.eos_token if isinstance(hf.eos_token, str) else None,
+        pad_token=hf.pad_token if isinstance(hf.pad_token, str) else None,
+        adds_bos=adds_bos if isinstance(adds_bos, bool) else None,
+        chat_template=template if isinstance(template, str) else None,
+        fast_path=fast_path,
+    )
+
+
+def _load_saved(folder: Path, fast_path: bool) -> Tokenizer:
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise TokenizerError(f"cannot read {folder / META_FILE}: {e}; the tokenizer copy is damaged") from e
+    kind = meta.get("kind")
+    if kind == "bytes":
+        return ByteTokenizer()
+    if kind == "tiktoken":
+        specials = {str(k): int(v) for k, v in (meta.get("special_tokens") or {}).items()}
+        tok = load_tiktoken_file(
+            folder / "tokenizer.tiktoken",
+            pattern=meta.get("pattern"),
+            special_tokens=specials,
+            name=meta.get("name"),
+        )
+        eos = meta.get("eos_token")
+        tok.eos_id = specials.get(eos) if eos else None
+        return tok
+    if kind == "huggingface":
+        cfg = {
+            "bos_token": meta.get("bos_token"),
+            "eos_token": meta.get("eos_token"),
+            "pad_token": meta.get("pad_token"),
+            "add_bos_token": meta.get("adds_bos"),
+            "chat_template": meta.get("chat_template"),
+        }
+        return _load_tokenizer_json(
+            folder / "tokenizer.json", config=cfg, name=meta.get("name"), fast_path=fast_path
+        )
+    raise TokenizerError(f"{folder / META_FILE}: unknown tokenizer kind {kind!r}")
+
+
+def load_tokenizer(
+    spec: str | os.PathLike | Tokenizer, *, trust_remote_code: bool = False, fast_path: bool = True
+) -> Tokenizer:
+    """Load a tokenizer from any spec the module docstring lists.
+
+    ``fast_path=False`` keeps a byte-level BPE on the ``tokenizers`` engine even where tiktoken would be exact.
+    ``trust_remote_code`` is passed to transformers and stays off unless the user asks.
+    """
+    if isinstance(spec, Tokenizer):
+        return spec
+    text = os.fspath(spec)
+    if text == "bytes":
+        return ByteTokenizer()
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if (path / META_FILE).is_file():
+            return _load_saved(path, fast_path)
+        if (path / "tokenizer.json").is_file():
+            return _load_tokenizer_json(path / "tokenizer.json", fast_path=fast_path)
+        return load_transformers(str(path), trust_remote_code, fast_path)
+    if path.is_file():
+        if path.suffix == ".tiktoken":
+            return load_tiktoken_file(path)
+        if path.suffix == ".json":
+            return _load_tokenizer_json(path, fast_path=fast_path)
+        raise TokenizerError(
+            f"{path}: not a tokenizer file (expected tokenizer.json, a .tiktoken file, or a tokenizer folder)"
+        )
+    if text.endswith((".json", ".tiktoken")) or text.startswith(("/", "./", "../", "~")):
+        raise TokenizerError(f"tokenizer file {text!r} does not exist")
+    try:
+        import tiktoken
+
+        names = set(tiktoken.list_encoding_names())
+    except ImportError:
+        names = set()
+    if text in names:
+        return load_tiktoken_name(text)
+    return load_transformers(text, trust_remote_code, fast_path)
