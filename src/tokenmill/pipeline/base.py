@@ -19,56 +19,26 @@ The state contract every stage follows (Grain / torchdata.nodes style):
 from __future__ import annotations
 
 import dataclasses
-import queue
-import threading
-from collections.abc import Iterator
 from typing import Any
 
-from tokenmill.errors import StateError
+from tokenmill.state import (  # noqa: F401 - re-exported for the stages
+    ChildIterator,
+    ResumableIterator,
+    parent_state,
+    put_until_stopped,
+    require,
+)
 
 Sample = dict[str, Any]
-StateDict = dict[str, Any]
+StateDict = dict[str, Any]  # the same as tokenmill.state.State
 
 
-class Stage(Iterator[Any]):
-    """A running iterator of one stage; closes its parents when closed."""
-
-    def __iter__(self) -> Stage:
-        return self
-
-    def __next__(self) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def state_dict(self) -> StateDict:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release files, threads and workers; safe to call more than once."""
-
-    def __enter__(self) -> Stage:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:  # a dropped iterator must not leak threads or open files
-        try:
-            self.close()
-        except Exception:
-            pass
+#: a running stage is a resumable iterator (tokenmill.state); the names stay for the stages' modules
+Stage = ResumableIterator
 
 
-class ParentStage(Stage):
+class ParentStage(ChildIterator[Any]):
     """A stage with one parent stage: closing it closes the parent."""
-
-    def __init__(self, parent: Stage) -> None:
-        self.parent = parent
-        self._closed = False
-
-    def close(self) -> None:
-        if not getattr(self, "_closed", True):
-            self._closed = True
-            self.parent.close()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -125,36 +95,3 @@ class Node:
             if found is not None:
                 return found
         return None
-
-
-def parent_state(state: StateDict | None, stage: str) -> StateDict | None:
-    """The parent's part of a nested state, with a clear error when the state does not fit the stage."""
-    if state is None:
-        return None
-    if not isinstance(state, dict) or "parent" not in state:
-        raise StateError(
-            f"state for stage {stage!r} has no 'parent' key: this state was saved by another pipeline"
-        )
-    return state["parent"]
-
-
-def require(state: StateDict, key: str, stage: str) -> Any:
-    try:
-        return state[key]
-    except (KeyError, TypeError):
-        raise StateError(
-            f"state for stage {stage!r} lacks {key!r}: this state was saved by another pipeline"
-        ) from None
-
-
-def put_until_stopped(q: queue.Queue, item: Any, stop: threading.Event) -> None:
-    """Put ``item`` on a bounded queue, giving up once ``stop`` is set.
-
-    A background reader must not block forever on a full queue after its consumer has closed the iterator.
-    """
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return
-        except queue.Full:
-            continue

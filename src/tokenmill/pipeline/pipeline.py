@@ -7,7 +7,7 @@
     it = pipe.iter()
     batch = next(it)
     state = it.state_dict()          # small, plain JSON
-    it = pipe.iter(state_dict=state)  # resumes at the same next batch; `state` is not modified
+    it = pipe.iter(state)            # resumes at the same next batch; `state` is not modified
 
 A pipeline is an immutable description: every transform returns a new one, and nothing is opened until
 ``iter()``. Each transform lives in its own module; this one only wires them.
@@ -21,29 +21,27 @@ from typing import Any
 
 from tokenmill.errors import ConfigError, StateError
 from tokenmill.pipeline.base import Node, Stage, StateDict
+from tokenmill.state import ResumableIterator
 
 STATE_FORMAT = "tokenmill.pipeline/1"
 
 
-class PipelineIterator(Stage):
+class PipelineIterator(ResumableIterator[Any]):
     """A running pipeline: an iterator with ``state_dict()`` and ``close()`` (also a context manager)."""
 
     def __init__(self, pipeline: Pipeline, stage: Stage) -> None:
         self.pipeline = pipeline
         self.stage = stage
-        self._closed = False
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         return next(self.stage)
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         """What the consumer has received so far, as plain JSON-able data (no samples, no pickle)."""
         return {"format": STATE_FORMAT, "chain": self.pipeline.signature, "state": self.stage.state_dict()}
 
-    def close(self) -> None:
-        if not getattr(self, "_closed", True):
-            self._closed = True
-            self.stage.close()
+    def parents(self) -> tuple[Stage, ...]:
+        return (self.stage,)
 
 
 class Pipeline:
@@ -62,22 +60,29 @@ class Pipeline:
         """The tokenizer given to ``tokenize``/``format`` upstream (used by ``ensure_bos_eos`` and ``pad``)."""
         return self.node.tokenizer
 
-    def iter(self, state_dict: StateDict | None = None) -> PipelineIterator:
-        """Open the pipeline, resumed from ``state_dict`` (an ``it.state_dict()``) when given."""
-        inner = None
+    def iter(
+        self, state: StateDict | None = None, *, state_dict: StateDict | None = None
+    ) -> PipelineIterator:
+        """Open the pipeline, resumed from ``state`` (an ``it.state_dict()``) when given.
+
+        ``state_dict=`` is epochraft's name for the same argument, kept so epochraft code runs unchanged.
+        """
         if state_dict is not None:
-            if not isinstance(state_dict, Mapping) or state_dict.get("format") != STATE_FORMAT:
+            if state is not None:
+                raise ConfigError("pass the state once: iter(state) (state_dict= is its epochraft name)")
+            state, state_dict = state_dict, None
+        inner = None
+        if state is not None:
+            if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
                 raise StateError(
                     "not a tokenmill pipeline state (expected the dict returned by iterator.state_dict())"
                 )
-            if state_dict.get("chain") != self.signature:
+            if state.get("chain") != self.signature:
                 raise StateError(
                     "the state was saved by another pipeline:\n"
-                    f"  saved:    {state_dict.get('chain')}\n  this one: {self.signature}"
+                    f"  saved:    {state.get('chain')}\n  this one: {self.signature}"
                 )
-            inner = json.loads(
-                json.dumps(state_dict["state"])
-            )  # a private copy: the caller's state is untouched
+            inner = json.loads(json.dumps(state["state"]))  # a private copy: the caller's state is untouched
         return PipelineIterator(self, self.node.build(inner))
 
     def __iter__(self) -> PipelineIterator:
