@@ -107,7 +107,7 @@ def test_config_from_yaml_with_overrides_and_errors(tmp_path):
     assert parse_overrides(["a.b.c=null", "d=text"]) == {"a": {"b": {"c": None}}, "d": "text"}
 
     path.write_text("data: c\nseq_len: 64\nwarmup_step: 10\n")
-    with pytest.raises(ConfigError, match=r"warmup_step.*line 3"):
+    with pytest.raises(ConfigError, match=r"line 3, key 'warmup_step': unknown option.*'warmup_steps'"):
         load_train_config(path)
     with pytest.raises(ConfigError, match="mode must be one of"):
         TrainConfig.from_dict({"mode": "sliding"})
@@ -121,6 +121,19 @@ def test_config_from_yaml_with_overrides_and_errors(tmp_path):
     with pytest.raises(ConfigError, match="not divisible by the world size 3"):
         TrainConfig.from_dict({"global_batch_size": 8}).micro_batches(3)
     assert TrainConfig.from_dict({"global_batch_size": 8, "micro_batch_size": 2}).micro_batches(2) == (2, 2)
+
+
+def test_set_merges_into_the_default_model_and_lr_strings_are_numbers(tmp_path):
+    """``--set model.n_layer=1`` with no model in the file changes one field of the default model (issue 14)."""
+    config = load_train_config(None, ["model.n_layer=1", "lr=3e-4", "min_lr=1e-5"])
+    assert config.model == {"type": "gpt2", "n_layer": 1}
+    assert config.lr == 3e-4 and isinstance(config.min_lr, float)
+    path = tmp_path / "t.yaml"
+    path.write_text("lr: 1e-3\nschedule: cosin\n")
+    with pytest.raises(ConfigError, match=r"t.yaml, line 2, key 'schedule': schedule must be one of cosine"):
+        load_train_config(path)
+    with pytest.raises(ConfigError, match="seq_len must be >= 1"):
+        TrainConfig(seq_len=0)
 
 
 # ------------------------------------------------------------------------------------------------ resume

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import os
 import re
 import time
@@ -44,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenmill.cache import store
-from tokenmill.config import key_lines, load_yaml
+from tokenmill.config import digest, key_lines, load_yaml
 from tokenmill.errors import CacheError, ConfigError, TokenmillError
 
 STATE_FILE = "recipe.json"
@@ -701,7 +699,7 @@ def cache_path(output: str, name: str, role: str = "train") -> str:
 
 
 def _fingerprint(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest(payload)
 
 
 def _read_state(output: str, storage_options: dict[str, str] | None = None) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """The trainer's configuration: one dataclass, loaded from YAML, overridden with ``--set key=value``.
 
+Built on :mod:`tokenmill.config` (types, allowed values and YAML lines come from there).
+
 Every option has a default so a YAML file names only what differs, and unknown keys are errors (a misspelt
 ``warmup_step`` that is silently ignored costs a run). The whole resolved config is saved in every checkpoint, so a
 resumed run can tell when it is being continued with different settings.
@@ -7,16 +9,15 @@ resumed run can tell when it is being continued with different settings.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import yaml
-
-from tokenmill.config import from_dict, key_lines, load_yaml
+from tokenmill.config import Config, OptionError, load_config, merge, option, parse_overrides
 from tokenmill.errors import ConfigError
+
+__all__ = ["TrainConfig", "load_train_config", "merge", "parse_overrides"]
 
 MODES = ("windows", "packed", "padded")
 SCHEDULES = ("cosine", "linear", "constant")
@@ -49,8 +50,37 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
+def _check_data(value: Any) -> str | None:
+    if isinstance(value, list):
+        for i, part in enumerate(value):
+            if not isinstance(part, dict) or "cache" not in part:
+                return f"data[{i}] must be a mapping with 'cache' (and 'weight'), got {part!r}"
+            unknown = set(part) - {"cache", "weight", "split"}
+            if unknown:
+                return f"data[{i}]: unknown key(s) {', '.join(sorted(unknown))}; known: cache, weight, split"
+    return None
+
+
+def _check_model(value: Any) -> str | None:
+    if isinstance(value, dict) and "type" not in value and "pretrained" not in value:
+        return "model as a mapping needs 'type' (gpt2, llama, ...) or 'pretrained' (a model folder)"
+    return None
+
+
+def _check_betas(value: Any) -> str | None:
+    if len(value) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in value):
+        return f"betas must be two numbers in [0, 1), got {value!r}"
+    return None
+
+
+def _check_device(value: Any) -> str | None:
+    if value not in DEVICES and not str(value).startswith("cuda:"):
+        return f"device must be one of {', '.join(DEVICES)} or cuda:N, got {value!r}"
+    return None
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """Every option of ``tokenmill train`` (the YAML file uses the same names).
 
     ``data`` is a cache folder or URL, or a mixture: a list of ``{cache: PATH, weight: W}`` (optionally
@@ -59,101 +89,61 @@ class TrainConfig:
     fields for a model trained from scratch; its vocabulary is sized from the cache's tokenizer.
     """
 
+    LABEL: ClassVar[str] = "train config"
+
     # data
-    data: str | list | None = None
+    data: str | list | None = option(None, check=_check_data)
     validation_data: str | None = None
-    mode: str = "windows"
-    seq_len: int = 256
+    mode: str = option("windows", choices=MODES)
+    seq_len: int = option(256, minimum=1)
     seed: int = 0
     shuffle: bool = True
-    mixture_policy: str = "repeat"
+    mixture_policy: str = option("repeat", choices=("repeat", "stop"))
     storage_options: dict | None = None
     # model
-    model: str | dict = field(default_factory=lambda: {"type": "gpt2"})
-    vocab_multiple: int = 64
+    model: str | dict = option(factory=lambda: {"type": "gpt2"}, check=_check_model)
+    vocab_multiple: int = option(64, minimum=1)
     # optimisation
-    max_steps: int = 1000
-    global_batch_size: int = 32
-    micro_batch_size: int | None = None
-    lr: float = 3e-4
-    min_lr: float = 3e-5
-    warmup_steps: int = 100
-    schedule: str = "cosine"
+    max_steps: int = option(1000, minimum=0)
+    global_batch_size: int = option(32, minimum=1)
+    micro_batch_size: int | None = option(None, minimum=1)
+    lr: float = option(3e-4, minimum=0)
+    min_lr: float = option(3e-5, minimum=0)
+    warmup_steps: int = option(100, minimum=0)
+    schedule: str = option("cosine", choices=SCHEDULES)
     weight_decay: float = 0.1
-    betas: list = field(default_factory=lambda: [0.9, 0.95])
+    betas: list = option(factory=lambda: [0.9, 0.95], check=_check_betas)
     eps: float = 1e-8
-    grad_clip: float | None = 1.0
+    grad_clip: float | None = option(
+        1.0, check=lambda v: "grad_clip must be positive, or null to turn clipping off" if v <= 0 else None
+    )
     # evaluation
-    eval_every: int = 0
-    eval_batches: int = 8
-    eval_batch_size: int | None = None
+    eval_every: int = option(0, minimum=0)
+    eval_batches: int = option(8, minimum=0)
+    eval_batch_size: int | None = option(None, minimum=1)
     # checkpoints and export
-    save_every: int = 0
-    save_every_minutes: float = 0.0
-    keep_last: int = 3
+    save_every: int = option(0, minimum=0)
+    save_every_minutes: float = option(0.0, minimum=0)
+    keep_last: int = option(3, minimum=1)
     save_final: bool = True
     export_dir: str | None = None
     # logging
     run_dir: str = "runs/run"
-    log_every: int = 10
+    log_every: int = option(10, minimum=1)
     progress: bool | None = None
     tensorboard: bool = True
     # runtime
-    device: str = "auto"
-    precision: str = "auto"
+    device: str = option("auto", check=_check_device)
+    precision: str = option("auto", choices=PRECISIONS)
     compile: bool = False
-    prefetch: int = 2
-    threads: int | None = None
+    prefetch: int = option(2, minimum=0)
+    threads: int | None = option(None, minimum=1)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "train config") -> TrainConfig:
-        config = from_dict(cls, _floats(data), where)
-        config.validate(where)
-        return config
-
-    def validate(self, where: str = "train config") -> None:
-        def bad(message: str) -> ConfigError:
-            return ConfigError(f"{where}: {message}")
-
-        if self.mode not in MODES:
-            raise bad(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.schedule not in SCHEDULES:
-            raise bad(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.precision not in PRECISIONS:
-            raise bad(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
-            raise bad(f"device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}")
-        if self.mixture_policy not in ("repeat", "stop"):
-            raise bad(f"mixture_policy must be 'repeat' or 'stop', got {self.mixture_policy!r}")
-        for name in ("seq_len", "global_batch_size", "vocab_multiple", "keep_last", "log_every"):
-            if getattr(self, name) < 1:
-                raise bad(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_steps", "warmup_steps", "eval_every", "eval_batches", "save_every", "prefetch"):
-            if getattr(self, name) < 0:
-                raise bad(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("micro_batch_size", "eval_batch_size", "threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise bad(f"{name} must be at least 1, got {value}")
-        if self.save_every_minutes < 0:
-            raise bad("save_every_minutes must be >= 0")
-        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
-            raise bad(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
-        if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
-            raise bad(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise bad("grad_clip must be positive, or null to turn clipping off")
-        if isinstance(self.model, dict) and "type" not in self.model and "pretrained" not in self.model:
-            raise bad("model as a mapping needs 'type' (gpt2, llama, ...) or 'pretrained' (a model folder)")
-        if isinstance(self.data, list):
-            for i, part in enumerate(self.data):
-                if not isinstance(part, dict) or "cache" not in part:
-                    raise bad(f"data[{i}] must be a mapping with 'cache' (and 'weight'), got {part!r}")
-                unknown = set(part) - {"cache", "weight", "split"}
-                if unknown:
-                    raise bad(
-                        f"data[{i}]: unknown key(s) {', '.join(sorted(unknown))}; known: cache, weight, split"
-                    )
+    def validate(self) -> None:
+        if self.lr <= 0 or self.min_lr > self.lr:
+            raise OptionError(
+                "min_lr", f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -176,77 +166,9 @@ class TrainConfig:
         return micro, per_rank // micro
 
 
-_FLOAT_FIELDS = ("lr", "min_lr", "weight_decay", "eps", "grad_clip", "save_every_minutes")
-
-
-def _floats(data: dict[str, Any]) -> dict[str, Any]:
-    """YAML 1.1 reads ``3e-4`` (no dot) as a string; every config writes learning rates that way."""
-    out = dict(data)
-    for name in _FLOAT_FIELDS:
-        value = out.get(name)
-        if isinstance(value, str):
-            try:
-                out[name] = float(value)
-            except ValueError:
-                pass  # from_dict reports the wrong type with the option's name
-    return out
-
-
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["lr=1e-3", "model.n_layer=4"]`` -> a nested mapping; values are parsed as YAML (numbers, lists, null)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
-        key, text = item.split("=", 1)
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            value = text
-        parts = [p.strip() for p in key.strip().split(".") if p.strip()]
-        if not parts:
-            raise ConfigError(f"--set has an empty key in {item!r}")
-        node = out
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: {p} is given both as a value and as a mapping")
-        node[parts[-1]] = value
-    return out
-
-
-def merge(base: dict[str, Any], overrides: dict[str, Any], path: str = "") -> dict[str, Any]:
-    """Deep-merge ``overrides`` into a copy of ``base`` (a mapping replaces keys; anything else replaces whole)."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value, f"{path}{key}.")
-        elif (
-            isinstance(value, dict) and key in out and out[key] is not None and not isinstance(out[key], dict)
-        ):
-            raise ConfigError(f"--set {path}{key}.*: {path}{key} is {out[key]!r}, not a mapping")
-        else:
-            out[key] = value
-    return out
-
-
 def load_train_config(
     path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None, **values: Any
 ) -> TrainConfig:
-    """The config of a YAML file, then ``--set`` overrides, then keyword values (command-line flags) on top."""
-    data: dict[str, Any] = load_yaml(path) if path is not None else {}
-    if isinstance(overrides, list):
-        overrides = parse_overrides(overrides)
-    data = merge(data, overrides or {})
-    data.update({k: v for k, v in values.items() if v is not None})
-    where = str(path) if path is not None else "train config"
-    try:
-        return TrainConfig.from_dict(data, where)
-    except ConfigError as exc:
-        if path is None:
-            raise
-        lines = key_lines(path)
-        for key, line in lines.items():
-            if f"'{key}'" in str(exc):
-                raise ConfigError(f"{exc} (line {line})") from None
-        raise
+    """The config of a YAML file, then ``--set`` overrides (merged into the file and the defaults), then keyword
+    values (command-line flags) on top."""
+    return load_config(TrainConfig, path, overrides, **values)
