@@ -15,20 +15,32 @@ every cycle. Under the "stop" policy the epoch ends at the first slot that would
 
 The realised share of dataset ``k`` over any whole block is ``counts[k] / B`` exactly; ``B`` is chosen so that the
 smallest weight gets at least ``min_slots`` slots (relative rounding error under ``1 / min_slots``).
+
+Weights that move with training progress (a :class:`tokenmill.sampling.schedule.WeightSchedule`) need counts that
+change from block to block, and a block layout keyed only by its index can no longer say how many draws of each
+dataset came before it. :class:`ScheduledMixture` rounds the schedule's exact integrals instead (see its
+docstring): still O(1) per position from (position, seed, schedule) alone, one endless stream, every dataset
+cycling through its own epochs. :func:`mixture_order` picks the class: a schedule whose shares never change is a
+fixed mixture and gets :class:`MixtureSchedule`, so its stream is the fixed-weight stream sample for sample.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Literal
 
 import numpy as np
 
 from tokenmill.sampling.permutation import FeistelPermutation, IdentityPermutation, derive_key
+from tokenmill.sampling.schedule import WeightSchedule
 
 Policy = Literal["repeat", "stop"]
 POLICIES = ("repeat", "stop")
 MAX_BLOCK = 1 << 20
+TICK = 1024  # time units per tick of a scheduled mixture (also how soon an edited schedule takes over)
+ENDLESS = 1 << 62  # the length of a scheduled mixture's one epoch: it never ends
 
 
 def apportion(weights: Sequence[float], total: int) -> np.ndarray:
@@ -193,19 +205,211 @@ class MixtureSchedule:
 
     def source_permutation(self, epoch: int, k: int, cycle: int) -> FeistelPermutation | IdentityPermutation:
         """The order in which dataset ``k`` is drawn during its ``cycle``-th pass of ``epoch``."""
-        n = int(self.sizes[k])
-        if not self.shuffle:
-            return IdentityPermutation(n)
-        return FeistelPermutation(n, derive_key(self.seed, "mix-source", epoch, k, cycle))
+        return _source_permutation(int(self.sizes[k]), self.seed, self.shuffle, epoch, k, cycle)
 
     def locate(self, epoch: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(dataset, sample index within that dataset) of mixture positions ``idx`` of ``epoch``."""
         k, j = self.draws(epoch, idx)
-        kf, jf = k.ravel(), j.ravel()
-        cycle, local = np.divmod(jf, self.sizes[kf])
-        out = np.empty_like(jf)
-        keys = np.unique(np.stack([kf, cycle], axis=1), axis=0) if kf.size else np.zeros((0, 2), np.int64)
-        for kk, cc in keys.tolist():
-            sel = (kf == kk) & (cycle == cc)
-            out[sel] = self.source_permutation(epoch, kk, cc)(local[sel])
-        return k, out.reshape(j.shape)
+        return k, _samples_of_draws(self.source_permutation, self.sizes, epoch, k, j)
+
+
+def _source_permutation(
+    n: int, seed: int, shuffle: bool, epoch: int, k: int, cycle: int
+) -> FeistelPermutation | IdentityPermutation:
+    if not shuffle:
+        return IdentityPermutation(n)
+    return FeistelPermutation(n, derive_key(seed, "mix-source", epoch, k, cycle))
+
+
+def _samples_of_draws(permutation, sizes: np.ndarray, epoch: int, k: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Draw ``j`` of dataset ``k`` is element ``j mod n_k`` of that dataset's order for cycle ``j // n_k``."""
+    kf, jf = k.ravel(), j.ravel()
+    cycle, local = np.divmod(jf, sizes[kf])
+    out = np.empty_like(jf)
+    keys = np.unique(np.stack([kf, cycle], axis=1), axis=0) if kf.size else np.zeros((0, 2), np.int64)
+    for kk, cc in keys.tolist():
+        sel = (kf == kk) & (cycle == cc)
+        out[sel] = permutation(epoch, kk, cc)(local[sel])
+    return out.reshape(j.shape)
+
+
+class ScheduledMixture:
+    """The order of a mixture whose weights follow a :class:`WeightSchedule`: one endless stream in which every
+    dataset cycles through its own epochs, each cycle in a fresh order.
+
+    Whole draws from exact quotas: dataset ``k`` has had ``D_k(x) = floor(quota_k(x) + 1/2)`` draws by time ``x``.
+    Each ``D_k`` is a floor of an exact, non-decreasing rational, so it never steps back and stays within 1/2 of
+    what the schedule asks, at every ``x``, for ever. The stream is cut into ticks of ``tick`` time units: tick
+    ``t`` holds the ``D_k((t+1) T) - D_k(t T)`` draws of every dataset, so it starts at stream position
+    ``S(t) = sum_k D_k(t T)``, within ``K/2`` of ``t T``; position ``p`` therefore lies in tick ``p // T - 1``,
+    ``p // T`` or ``p // T + 1``, found by evaluating three sums (O(K) exact arithmetic, no replay).
+
+    Inside a tick each draw is placed where its quota crosses it (float interpolation of the share curve:
+    deterministic, and the counts are the exact ones above), so ramps and jumps are followed within a tick too and
+    every window of the stream holds each dataset's expected count within a few draws; ties go to the lower
+    dataset. Layouts cost O(T log T) per tick and the last few are kept, so a reader pays O(1) per sample.
+
+    Draw ``j`` of dataset ``k`` is element ``j mod n_k`` of the order for cycle ``j // n_k``, keyed by (seed,
+    k, cycle) exactly as epoch 0 of :class:`MixtureSchedule` keys them. The epoch argument is accepted for
+    interface parity and ignored: the stream never ends (``epoch_length`` is :data:`ENDLESS`).
+    """
+
+    policy: Policy = "repeat"
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        schedule: WeightSchedule,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        tick: int = TICK,
+    ) -> None:
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        if self.sizes.size != schedule.num_sources or not self.sizes.size:
+            raise ValueError(
+                f"a schedule of {schedule.num_sources} sources cannot mix {self.sizes.size} datasets"
+            )
+        if np.any(self.sizes <= 0):
+            empty = int(np.flatnonzero(self.sizes <= 0)[0])
+            raise ValueError(f"dataset {empty} of the mixture has no samples")
+        if int(tick) <= self.sizes.size:
+            raise ValueError(f"a tick of {tick} is too short for {self.sizes.size} datasets")
+        self.schedule = schedule
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.tick = int(tick)
+        self._counts: dict[int, np.ndarray] = {}
+        self._layouts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return ENDLESS
+
+    def epoch_length(self, epoch: int) -> int:
+        return ENDLESS
+
+    @property
+    def shares(self) -> np.ndarray:
+        """The shares at the start of the stream."""
+        return self.schedule.shares(np.array([0]))[0]
+
+    def counts_before(self, tick: int) -> np.ndarray:
+        """Draws of each dataset in the ticks before ``tick`` (exact)."""
+        tick = int(tick)
+        hit = self._counts.get(tick)
+        if hit is None:
+            half = Fraction(1, 2)
+            hit = np.array([math.floor(q + half) for q in self.schedule.quota(tick * self.tick)], np.int64)
+            if len(self._counts) >= 64:
+                self._counts.pop(next(iter(self._counts)))
+            self._counts[tick] = hit
+        return hit
+
+    def tick_start(self, tick: int) -> int:
+        """Stream position of the first draw of ``tick``."""
+        return int(self.counts_before(tick).sum())
+
+    def tick_of(self, position: int) -> int:
+        """The tick that holds stream position ``position``."""
+        return int(self._ticks(np.array([int(position)], np.int64))[0][0])
+
+    def tick_layout(self, tick: int) -> tuple[np.ndarray, np.ndarray]:
+        """(dataset, rank within that dataset's draws of the tick) of every slot of one tick."""
+        tick = int(tick)
+        hit = self._layouts.get(tick)
+        if hit is not None:
+            return hit
+        before, after = self.counts_before(tick), self.counts_before(tick + 1)
+        x0 = tick * self.tick
+        offsets = np.arange(self.tick + 1, dtype=np.float64)
+        inc = np.maximum.accumulate(self.schedule.increments(x0, offsets), axis=1)
+        quota = self.schedule.quota(x0)
+        owners, ranks, times = [], [], []
+        for k in np.flatnonzero(after > before).tolist():
+            n = int(after[k] - before[k])
+            # draw before[k] + i is due when quota + 1/2 reaches before[k] + i + 1
+            first = float(before[k] + 1 - quota[k] - Fraction(1, 2))
+            times.append(np.interp(first + np.arange(n), inc[k], offsets))
+            owners.append(np.full(n, k, np.int64))
+            ranks.append(np.arange(n, dtype=np.int64))
+        owner, rank, time = (np.concatenate(a) for a in (owners, ranks, times))
+        order = np.lexsort((owner, time))
+        hit = (owner[order], rank[order])
+        if len(self._layouts) >= 8:
+            self._layouts.pop(next(iter(self._layouts)))
+        self._layouts[tick] = hit
+        return hit
+
+    def _ticks(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(tick, slot within it) of stream positions (see the class docstring for why 3 candidates do)."""
+        base = np.unique(flat // self.tick)
+        cand = np.unique(np.concatenate([base - 1, base, base + 1]))
+        cand = cand[cand >= 0]
+        starts = np.array([self.tick_start(c) for c in cand.tolist()], dtype=np.int64)
+        at = np.searchsorted(starts, flat, "right") - 1
+        return cand[at], flat - starts[at]
+
+    def draws(self, epoch: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(dataset, draw number within that dataset) of stream positions ``idx``."""
+        idx = np.asarray(idx, dtype=np.int64)
+        flat = idx.ravel()
+        if flat.size and (int(flat.min()) < 0 or int(flat.max()) >= ENDLESS):
+            raise IndexError(f"mixture position out of range [0, {ENDLESS})")
+        k = np.empty_like(flat)
+        j = np.empty_like(flat)
+        if flat.size:
+            ticks, slots = self._ticks(flat)
+            for t in np.unique(ticks).tolist():
+                sel = ticks == t
+                owner, rank = self.tick_layout(t)
+                k[sel] = owner[slots[sel]]
+                j[sel] = self.counts_before(t)[k[sel]] + rank[slots[sel]]
+        return k.reshape(idx.shape), j.reshape(idx.shape)
+
+    def source_permutation(self, epoch: int, k: int, cycle: int) -> FeistelPermutation | IdentityPermutation:
+        """The order in which dataset ``k`` is drawn during its ``cycle``-th pass (the same for every epoch)."""
+        return _source_permutation(int(self.sizes[k]), self.seed, self.shuffle, 0, k, cycle)
+
+    def locate(self, epoch: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(dataset, sample index within that dataset) of stream positions ``idx``."""
+        k, j = self.draws(epoch, idx)
+        return k, _samples_of_draws(self.source_permutation, self.sizes, 0, k, j)
+
+
+def mixture_order(
+    sizes: Sequence[int],
+    weights: Sequence[float] | WeightSchedule,
+    *,
+    seed: int = 0,
+    policy: Policy = "repeat",
+    shuffle: bool = True,
+    block_size: int | None = None,
+    samples_per_epoch: int | None = None,
+) -> MixtureSchedule | ScheduledMixture:
+    """The order of a mixture: fixed weights (or a schedule whose shares never change) give today's
+    :class:`MixtureSchedule`, sample for sample; a schedule that moves gives a :class:`ScheduledMixture`."""
+    if isinstance(weights, WeightSchedule):
+        if weights.is_constant:
+            weights = (
+                list(weights.points[0][1])
+                if weights.points
+                else [float(v) for v in weights.segments[0].first]
+            )
+        else:
+            if policy != "repeat":
+                raise ValueError(
+                    "a schedule mixes over the whole run, every dataset cycling through its own epochs; "
+                    f"the {policy!r} policy ends a pass and does not apply (use 'repeat' and bound the run by steps)"
+                )
+            if samples_per_epoch is not None:
+                raise ValueError("a scheduled mixture is one endless stream; it has no samples_per_epoch")
+            return ScheduledMixture(sizes, weights, seed=seed, shuffle=shuffle)
+    return MixtureSchedule(
+        sizes,
+        weights,
+        seed=seed,
+        policy=policy,
+        shuffle=shuffle,
+        block_size=block_size,
+        samples_per_epoch=samples_per_epoch,
+    )

@@ -1,0 +1,249 @@
+"""Mixture weights as a function of training progress, with exact expected counts.
+
+A schedule is a list of points ``(at, weights)`` over stream positions (samples), ``at`` strictly increasing from
+0. Between two points the weights are held (``constant`` segment) or move linearly (``linear``, the default) to
+the next point's; after the last point they stay constant. A source whose weight is 0 at a point is absent there,
+so sources enter and leave by ramping from or to 0 (or by a jump at the end of a constant segment).
+
+Weights are normalised per point into shares that sum to 1, and shares, not raw weights, are interpolated, so
+they sum to 1 at every position. Shares are kept as exact fractions of the given floats: the expected number of
+draws of source ``k`` before position ``x`` is the integral of its share, ``quota(x)[k]``, a rational number
+computed in O(number of points) from ``x`` alone (the trapezoid rule is exact on linear pieces). The mixture
+(:class:`tokenmill.sampling.mixture.ScheduledMixture`) rounds these quotas to whole draws, and exact arithmetic
+is what makes that rounding the same on every machine and never step backwards.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+SEGMENTS = ("linear", "constant")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Positions ``[start, end)`` (``end=None``: to the end of the stream) whose shares move linearly from
+    ``first`` (at ``start``) to ``last`` (just before ``end``); ``first == last`` for a constant piece."""
+
+    start: int
+    end: int | None
+    first: tuple[Fraction, ...]
+    last: tuple[Fraction, ...]
+
+    def shares_at(self, x: int | Fraction) -> tuple[Fraction, ...]:
+        if self.end is None or self.first == self.last:
+            return self.first
+        f = Fraction(x - self.start, self.end - self.start)
+        return tuple(a + (b - a) * f for a, b in zip(self.first, self.last, strict=True))
+
+
+def _shares(weights: Sequence[float], where: str) -> tuple[Fraction, ...]:
+    w = [float(v) for v in weights]
+    if not all(math.isfinite(v) and v >= 0 for v in w):
+        raise ValueError(f"{where}: weights must be finite numbers >= 0, got {list(weights)}")
+    total = sum(Fraction(v) for v in w)
+    if total == 0:
+        raise ValueError(f"{where}: at least one weight must be positive")
+    return tuple(Fraction(v) / total for v in w)
+
+
+class WeightSchedule:
+    """Per-source shares over stream positions, piecewise linear (with jumps), and their exact integrals.
+
+    ``points`` is ``[(at, weights), ...]`` with ``at`` in samples; ``segments`` names each point's segment kind
+    (``"linear"`` or ``"constant"``; default linear). Pure arithmetic: it knows positions, not data.
+    """
+
+    def __init__(
+        self, points: Sequence[tuple[int, Sequence[float]]], segments: Sequence[str] | None = None
+    ) -> None:
+        if not points:
+            raise ValueError("a schedule needs at least one point")
+        kinds = list(segments) if segments is not None else ["linear"] * len(points)
+        if len(kinds) != len(points):
+            raise ValueError("a schedule needs one segment kind per point")
+        ats = [int(at) for at, _ in points]
+        if ats[0] != 0:
+            raise ValueError(f"the first point of a schedule must be at 0, got {ats[0]}")
+        for i in range(1, len(ats)):
+            if ats[i] <= ats[i - 1]:
+                raise ValueError(f"point {i}: positions must increase, got {ats[i]} after {ats[i - 1]}")
+        k = len(points[0][1])
+        if k == 0 or any(len(w) != k for _, w in points):
+            raise ValueError("every point of a schedule needs one weight per source")
+        for i, kind in enumerate(kinds):
+            if kind not in SEGMENTS:
+                raise ValueError(f"point {i}: segment must be one of {', '.join(SEGMENTS)}, got {kind!r}")
+        shares = [_shares(w, f"point {i}") for i, (_, w) in enumerate(points)]
+        self.points = [(at, tuple(float(v) for v in w)) for at, (_, w) in zip(ats, points, strict=True)]
+        self.kinds = kinds
+        pieces = []
+        for i, at in enumerate(ats):
+            end = ats[i + 1] if i + 1 < len(ats) else None
+            last = shares[i + 1] if end is not None and kinds[i] == "linear" else shares[i]
+            pieces.append(Segment(at, end, shares[i], last))
+        self._set_segments(pieces)
+
+    @classmethod
+    def from_segments(cls, segments: Sequence[Segment]) -> WeightSchedule:
+        """A schedule from contiguous pieces (what :meth:`spliced` builds); it keeps no user points."""
+        self = cls.__new__(cls)
+        self.points, self.kinds = [], []
+        self._set_segments(list(segments))
+        return self
+
+    def _set_segments(self, segments: list[Segment]) -> None:
+        self.segments = segments
+        self.num_sources = len(segments[0].first)
+        self._starts = [s.start for s in segments]
+        bases = [tuple(Fraction(0) for _ in range(self.num_sources))]
+        for s in segments[:-1]:
+            bases.append(self._integrate(s, bases[-1], s.end))
+        self._bases = bases
+        self._first = np.array([[float(v) for v in s.first] for s in segments])
+        self._last = np.array([[float(v) for v in s.last] for s in segments])
+
+    @staticmethod
+    def _integrate(s: Segment, base: tuple[Fraction, ...], x: int | Fraction) -> tuple[Fraction, ...]:
+        t = x - s.start
+        now = s.shares_at(x)
+        return tuple(b + t * (a + c) / 2 for b, a, c in zip(base, s.first, now, strict=True))
+
+    # exact --------------------------------------------------------------------------------------------
+    @property
+    def is_constant(self) -> bool:
+        """True when the shares never change: the schedule is a fixed-weight mixture."""
+        first = self.segments[0].first
+        return all(s.first == first and s.last == first for s in self.segments)
+
+    def _segment(self, x: int | Fraction) -> int:
+        return bisect.bisect_right(self._starts, x) - 1
+
+    def quota(self, x: int | Fraction) -> tuple[Fraction, ...]:
+        """Expected draws of each source in positions ``[0, x)``: the exact integral of its share."""
+        if x < 0:
+            raise ValueError(f"a stream position is >= 0, got {x}")
+        i = self._segment(x)
+        return self._integrate(self.segments[i], self._bases[i], x)
+
+    def shares_at(self, x: int | Fraction) -> tuple[Fraction, ...]:
+        """The exact shares at position ``x`` (right-continuous at a jump)."""
+        return self.segments[self._segment(x)].shares_at(x)
+
+    def spliced(self, at: int, other: WeightSchedule) -> WeightSchedule:
+        """This schedule on ``[0, at)`` and ``other`` from ``at`` on (a schedule edited during a run)."""
+        if other.num_sources != self.num_sources:
+            raise ValueError("a spliced schedule needs the same sources")
+        pieces = []
+        for s in self.segments:
+            if s.start >= at:
+                break
+            end = at if s.end is None or s.end > at else s.end
+            pieces.append(Segment(s.start, end, s.first, s.shares_at(end) if s.end is not None else s.last))
+        for s in other.segments:
+            if s.end is not None and s.end <= at:
+                continue
+            if s.start < at:
+                s = Segment(at, s.end, s.shares_at(at), s.last)
+            pieces.append(s)
+        return WeightSchedule.from_segments(pieces)
+
+    def agrees_until(self, other: WeightSchedule, x: int) -> bool:
+        """True when both schedules give the same shares at every position of ``[0, x)``."""
+        if other.num_sources != self.num_sources:
+            return False
+        cuts = sorted({c for c in self._starts + other._starts if c < x} | {0})
+        for lo, hi in zip(cuts, [*cuts[1:], x], strict=True):
+            # both are linear on the positions lo .. hi-1: equal at the two ends means equal on all of them
+            for probe in {lo, hi - 1}:
+                if probe >= lo and self.shares_at(probe) != other.shares_at(probe):
+                    return False
+        return True
+
+    # floats (plots, reports, in-tick layouts) ---------------------------------------------------------
+    def shares(self, x: np.ndarray) -> np.ndarray:
+        """``[n, K]`` float shares at positions ``x`` (right-continuous)."""
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        seg = np.searchsorted(np.asarray(self._starts, dtype=np.float64), x, "right") - 1
+        seg = np.clip(seg, 0, len(self.segments) - 1)
+        start = np.asarray(self._starts, dtype=np.float64)[seg]
+        ends = np.array([np.inf if s.end is None else s.end for s in self.segments])[seg]
+        frac = np.where(np.isfinite(ends), (x - start) / np.where(np.isfinite(ends), ends - start, 1.0), 0.0)
+        return self._first[seg] + (self._last[seg] - self._first[seg]) * frac[:, None]
+
+    def increments(self, x0: int, offsets: np.ndarray) -> np.ndarray:
+        """``[K, n]`` float ``quota(x0 + offsets) - quota(x0)`` for sorted non-negative ``offsets``.
+
+        Works relative to ``x0`` so its precision does not fall with the length of training (quotas near
+        position 10^12 would otherwise keep only four decimals).
+        """
+        offsets = np.asarray(offsets, dtype=np.float64)
+        x = x0 + offsets
+        out = np.zeros((self.num_sources, offsets.size))
+        lo = float(x0)
+        acc = np.zeros(self.num_sources)
+        i = self._segment(x0)
+        while True:
+            s = self.segments[i]
+            hi = np.inf if s.end is None else float(s.end)
+            sel = (x >= lo) & (x < hi) if np.isfinite(hi) else x >= lo
+            s_lo = self.shares(np.array([lo]))[0]
+            if sel.any():
+                xs = x[sel]
+                s_x = self.shares(xs)
+                out[:, sel] = acc[:, None] + ((xs - lo)[None, :] * (s_lo[:, None] + s_x.T)) / 2
+            if not np.isfinite(hi) or not x.size or hi > x[-1]:
+                break
+            s_hi = self._last[i]
+            acc = acc + (hi - lo) * (s_lo + s_hi) / 2
+            lo = hi
+            i += 1
+        return out
+
+    def mean_shares(self, lo: int, hi: int) -> np.ndarray:
+        """Each source's mean share over positions ``[lo, hi)``."""
+        a, b = self.quota(lo), self.quota(hi)
+        return np.array([float((q1 - q0) / (hi - lo)) for q0, q1 in zip(a, b, strict=True)])
+
+    def to_json(self) -> list[dict]:
+        """The pieces as JSON (exact: fractions as ``"num/den"`` strings)."""
+        return [
+            {
+                "start": s.start,
+                "end": s.end,
+                "first": [str(v) for v in s.first],
+                "last": [str(v) for v in s.last],
+            }
+            for s in self.segments
+        ]
+
+    @classmethod
+    def from_json(cls, data: list[dict]) -> WeightSchedule:
+        return cls.from_segments(
+            [
+                Segment(
+                    int(d["start"]),
+                    None if d["end"] is None else int(d["end"]),
+                    tuple(Fraction(v) for v in d["first"]),
+                    tuple(Fraction(v) for v in d["last"]),
+                )
+                for d in data
+            ]
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WeightSchedule) and self.segments == other.segments
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.segments))
+
+    def __repr__(self) -> str:
+        if self.points:
+            return f"WeightSchedule({self.points!r}, {self.kinds!r})"
+        return f"WeightSchedule.from_segments({len(self.segments)} pieces)"
