@@ -196,7 +196,7 @@ def test_bad_records_raise_or_are_counted(tmp_path):
     pipe = Pipeline.from_files([str(path)], on_error="skip")
     it = pipe.iter()
     assert [r["text"] for r in it] == ["a", "c"]
-    assert it.state_dict()["state"]["skipped"] == {"malformed_json": 1}
+    assert it.state_dict()["state"]["skipped"] == [["malformed_json", 1]]
     it.close()
 
 

@@ -12,28 +12,25 @@ contiguous prefix were received, so none is lost or repeated.
 
 from __future__ import annotations
 
-import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
-from tokenmill.pipeline.base import ParentStage, Stage, StateDict, parent_state, put_until_stopped, require
+from tokenmill.pipeline.base import (
+    ParentStage,
+    Skipped,
+    Stage,
+    StateDict,
+    parent_state,
+    read_skipped,
+    require,
+    skipped_counts,
+)
+from tokenmill.state import Prefetch
 
 #: a batch function returns one result per input (``None`` drops the item), or one Future per input
 BatchFn = Callable[[list[Any]], Sequence[Any]]
-
-_END = ("end",)
-
-
-class Skipped:
-    """A batch function's result for an input it rejects (a bad record with ``on_error="skip"``): dropped, and
-    counted under ``reason`` in the state when the consumer passes it, so the count matches what was received."""
-
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
 
 
 class _Batch:
@@ -81,19 +78,16 @@ class AnchoredStage(ParentStage):
         else:
             self._resume_skip = int(require(state, "skip", name))
             self._resume_done = {int(i) for i in state.get("done", ())}
-            self.skipped.update({str(k): int(v) for k, v in state.get("skipped", {}).items()})
+            self.skipped.update(read_skipped(state))
             anchor = parent_state(state, name)
         self.current = _Batch(anchor, self._resume_skip, self._resume_done, [], [])
         self.current_done: set[int] = set()
         self._first = True
         self._exhausted = False
-        self._queue: queue.Queue[Any] | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # set on close: a half-read batch is dropped
+        self._prefetch: Prefetch[_Batch, _Batch] | None = None
         if prefetch > 0:
-            self._queue = queue.Queue(maxsize=prefetch)
-            self._thread = threading.Thread(target=self._producer, name=f"tokenmill-{name}", daemon=True)
-            self._thread.start()
+            self._prefetch = Prefetch(self._batches(), anchor, depth=prefetch, name=f"tokenmill-{name}")
 
     # --- producing batches (in the background thread, or inline) --------------------------------------------
     def _read_batch(self) -> _Batch | None:
@@ -124,33 +118,21 @@ class AnchoredStage(ParentStage):
             index += 1
         return _Batch(anchor, base, done, indices, self.fn(items) if items else [])
 
-    def _producer(self) -> None:
-        assert self._queue is not None
-        try:
-            while not self._stop.is_set():
-                batch = self._read_batch()
-                self._put(_END if batch is None else batch)
-                if batch is None:
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            self._put(("error", exc))
-
-    def _put(self, item: Any) -> None:
-        assert self._queue is not None
-        put_until_stopped(self._queue, item, self._stop)
+    def _batches(self) -> Iterator[tuple[_Batch, StateDict]]:
+        """Each batch with its anchor, for the one prefetch (tokenmill.state.Prefetch)."""
+        while (batch := self._read_batch()) is not None:
+            yield batch, batch.anchor
 
     def _next_batch(self) -> _Batch | None:
-        if self._queue is None:
+        if self._prefetch is None:
             return self._read_batch()
-        got = self._queue.get()
-        if got is _END:
+        try:
+            return self._prefetch.next()
+        except StopIteration:
             return None
-        if isinstance(got, tuple):
-            raise got[1]
-        return got
 
     # --- consuming ----------------------------------------------------------------------------------------
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         while True:
             batch = self.current
             while batch.pending:
@@ -186,32 +168,19 @@ class AnchoredStage(ParentStage):
             done_now = [p for p in batch.pending if batch.results[p].done()]
         return done_now[0]
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         batch = self.current
         received = self.current_done | batch.done
         skip = batch.base
         while skip in received:
             skip += 1
-        state: StateDict = {"parent": batch.anchor, "skip": skip}
         done = sorted(i for i in received if i > skip)
-        if done:
-            state["done"] = done
-        if self.skipped:
-            state["skipped"] = dict(self.skipped)
-        return state
+        return {"parent": batch.anchor, "skip": skip, "done": done, "skipped": skipped_counts(self.skipped)}
 
-    def close(self) -> None:
-        if getattr(self, "_closed", True):
-            return
+    def release(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            while self._thread.is_alive():
-                try:  # unblock a producer waiting on a full queue
-                    self._queue.get_nowait()  # type: ignore[union-attr]
-                except queue.Empty:
-                    pass
-                self._thread.join(timeout=0.05)
+        if self._prefetch is not None:
+            self._prefetch.close()
         for result in getattr(self.current, "results", ()):
             if isinstance(result, Future):
                 result.cancel()
-        super().close()

@@ -33,6 +33,29 @@ Sample = dict[str, Any]
 StateDict = dict[str, Any]  # the same as tokenmill.state.State
 
 
+class Skipped:
+    """A record a stage rejects (a bad record with ``on_error="skip"``): dropped, and counted under ``reason`` in
+    the state when the consumer passes it, so the count matches what was received."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def skipped_counts(skipped: dict[str, int]) -> list[list[Any]]:
+    """Counts of skipped records by reason, as the state holds them: ``[[reason, count], ...]`` sorted by reason.
+
+    A list rather than a dict keyed by reason, so the state's structure (its keys) does not change the first
+    time a record is skipped (``tokenmill.testing.assert_resumes`` checks it)."""
+    return [[reason, count] for reason, count in sorted(skipped.items())]
+
+
+def read_skipped(state: StateDict) -> dict[str, int]:
+    """The counts :func:`skipped_counts` wrote (a dict by reason, as states before the list form, works too)."""
+    return {str(k): int(v) for k, v in dict(state.get("skipped") or {}).items()}
+
+
 #: a running stage is a resumable iterator (tokenmill.state); the names stay for the stages' modules
 Stage = ResumableIterator
 

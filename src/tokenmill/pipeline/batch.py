@@ -111,7 +111,7 @@ class BatchStage(ParentStage):
         super().__init__(parent)
         self.node = node
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         items = []
         for _ in range(self.node.batch_size):
             try:
@@ -123,6 +123,3 @@ class BatchStage(ParentStage):
         if self.node.collate_fn is not None:
             return self.node.collate_fn(items)
         return collate(items, labels=self.node.labels, return_tensors=self.node.return_tensors)
-
-    def state_dict(self) -> StateDict:
-        return self.parent.state_dict()

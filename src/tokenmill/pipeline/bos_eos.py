@@ -57,7 +57,7 @@ class BosEosStage(ParentStage):
         super().__init__(parent)
         self.node = node
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         sample = next(self.parent)
         node = self.node
         ids = sample[node.target_column]
@@ -80,6 +80,3 @@ class BosEosStage(ParentStage):
             mask = [np.ones(1, bool)] * head + [mask] + [np.ones(1, bool)] * tail
             out[MASK] = np.concatenate(mask)
         return out
-
-    def state_dict(self) -> StateDict:
-        return self.parent.state_dict()

@@ -91,7 +91,7 @@ class CacheStage(Stage):
             out.append(sample)
         self._buffer = out[::-1]
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         while not self._buffer:
             if self.index >= self.n:
                 if not self.node.repeat or self.n == 0:
@@ -101,5 +101,5 @@ class CacheStage(Stage):
         self.index += 1
         return self._buffer.pop()
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         return {"epoch": self.epoch, "index": self.index}

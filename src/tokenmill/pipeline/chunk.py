@@ -59,14 +59,14 @@ class ChunkStage(ParentStage):
             self._load()
             self.emitted = int(emitted)
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         while self.anchor is None or self.emitted >= self.pieces:
             self._load()
         length, i = self.node.chunk_length, self.emitted
         self.emitted += 1
         return {c: v[i * length : (i + 1) * length] for c, v in self.cols.items()}
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         if self.anchor is None:
             return {"parent": self.parent.state_dict(), "emitted": None}
         return {"parent": self.anchor, "emitted": self.emitted}

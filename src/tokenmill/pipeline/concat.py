@@ -31,7 +31,7 @@ class ConcatStage(Stage):
         self.index = index
         self.current: Stage | None = node.parents[index].build(current)
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         while self.current is not None:
             try:
                 return next(self.current)
@@ -43,10 +43,10 @@ class ConcatStage(Stage):
                 self.current = self.node.parents[self.index].build(None)
         raise StopIteration
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         assert self.current is not None
         return {"index": self.index, "current": self.current.state_dict()}
 
-    def close(self) -> None:
+    def release(self) -> None:
         if self.current is not None:
             self.current.close()

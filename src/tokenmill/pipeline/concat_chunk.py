@@ -68,7 +68,7 @@ class ConcatChunkStage(ParentStage):
             self._read()
             self.used = int(offset)
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         length = self.node.chunk_length
         while self.anchor is None or self.carried + self.last_len - self.used < length:
             self._read()
@@ -84,7 +84,7 @@ class ConcatChunkStage(ParentStage):
         self.used += take
         return out
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         if self.anchor is None:
             return {"parent": self.parent.state_dict(), "offset": None}
         return {"parent": self.anchor, "offset": self.used}

@@ -37,7 +37,7 @@ class CountStage(ParentStage):
         self.node = node
         self.count = count  # items read from the parent (take/enumerate: items emitted)
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         node = self.node
         if node.mode == "take":
             if self.count >= node.n:
@@ -67,5 +67,5 @@ class CountStage(ParentStage):
         self.count += 1
         return item
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         return {"parent": self.parent.state_dict(), "count": self.count}

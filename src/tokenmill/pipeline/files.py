@@ -19,18 +19,15 @@ re-opening the file at the last record read, so nothing is lost or duplicated; a
 from __future__ import annotations
 
 import dataclasses
-import queue
-import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from tokenmill.errors import ConfigError, StateError
-from tokenmill.pipeline.base import Node, Stage, StateDict, put_until_stopped, require
-
-_END = ("end",)
+from tokenmill.pipeline.base import Node, Skipped, Stage, StateDict, read_skipped, require, skipped_counts
+from tokenmill.state import Prefetch
 
 
 def shard_order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
@@ -84,67 +81,57 @@ class FilesNode(Node):
 
 
 class ShardReader:
-    """One file read in a background thread into a small queue of (record, position) pairs."""
+    """One file read ahead in a background thread (the one prefetch), each record with its position."""
 
     def __init__(self, node: FilesNode, epoch: int, index: int, url: str, position: dict | None) -> None:
         self.node, self.epoch, self.index, self.url = node, epoch, index, url
-        self.position = position  # of the last record the consumer received (None: the file's start)
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=node.n_prefetch_samples)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"tokenmill-shard-{index}", daemon=True)
-        self._thread.start()
+        self._prefetch: Prefetch[Any, Any] = Prefetch(
+            self._records(position), position, depth=node.n_prefetch_samples, name=f"tokenmill-shard-{index}"
+        )
 
-    def _run(self) -> None:
+    @property
+    def position(self) -> dict | None:
+        """The sources layer's position right after the last record handed out (None: the file's start)."""
+        return self._prefetch.state
+
+    def _records(self, position: dict | None) -> Iterator[tuple[Any, dict | None]]:
         from tokenmill.sources import read_records
 
         node = self.node
-        records = None
+        rejected: list[Any] = []  # filled by read_records while it reads on to the next good record
+        records = read_records(
+            self.url,
+            node.format,
+            text_split=node.text_split,
+            text_key=node.text_key,
+            storage_options=node.storage_options,
+            start=position,
+            on_error=rejected.append if node.on_error == "skip" else None,
+            retries=node.retries,
+            backoff=node.backoff,
+        )
         try:
-            on_error = None
-            if node.on_error == "skip":
-
-                def on_error(err: Any) -> None:
-                    self._put(("skip", err.reason, getattr(err, "position", None)))
-
-            records = read_records(
-                self.url,
-                node.format,
-                text_split=node.text_split,
-                text_key=node.text_key,
-                storage_options=node.storage_options,
-                start=self.position,
-                on_error=on_error,
-                retries=node.retries,
-                backoff=node.backoff,
-            )
             for rec in records:
-                if self._stop.is_set():
-                    return
-                self._put(("record", rec.record, rec.position))
-            self._put(_END)
-        except BaseException as exc:
-            self._put(("error", exc, None))
+                for err in rejected:
+                    position = getattr(err, "position", None) or position
+                    yield Skipped(err.reason), position
+                rejected.clear()
+                position = rec.position
+                yield rec.record, position
+            for err in rejected:
+                yield Skipped(err.reason), getattr(err, "position", None) or position
         finally:
-            if records is not None:
-                records.close()  # closes the file even when stopped mid-way
+            records.close()  # closes the file even when stopped mid-way
 
-    def _put(self, entry: Any) -> None:
-        put_until_stopped(self._queue, entry, self._stop)
-
-    def get(self) -> tuple[Any, ...]:
-        return self._queue.get()
+    def next(self) -> Any:
+        """The next record or :class:`Skipped` marker; ``StopIteration`` at the end of the file."""
+        return self._prefetch.next()
 
     def state(self) -> StateDict:
         return {"shard": [self.epoch, self.index], "url": self.url, "position": self.position}
 
     def close(self) -> None:
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                pass
-            self._thread.join(timeout=0.05)
+        self._prefetch.close()
 
 
 class FilesStage(Stage):
@@ -155,12 +142,11 @@ class FilesStage(Stage):
         self.active: deque[ShardReader] = deque()
         self.standby: deque[ShardReader] = deque()
         self.next_shard = (0, 0)  # the next shard to open (epoch, index in epoch)
-        self._closed = False
         if not node.urls:
             return
         if state is not None:
             self.next_shard = tuple(int(x) for x in require(state, "next", node.name))  # type: ignore[assignment]
-            self.skipped = dict(state.get("skipped", {}))
+            self.skipped = read_skipped(state)
             for entry in require(state, "active", node.name):
                 epoch, index = (int(x) for x in entry["shard"])
                 url = self._url(epoch, index)
@@ -209,41 +195,30 @@ class FilesStage(Stage):
             if nxt is not None:
                 self.standby.append(nxt)
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         while self.active:
             shard = self.active.popleft()
-            while True:
-                entry = shard.get()
-                kind = entry[0]
-                if kind == "record":
-                    shard.position = entry[2]
-                    self.active.append(shard)
-                    return entry[1]
-                if kind == "skip":
-                    self.skipped[entry[1]] = self.skipped.get(entry[1], 0) + 1
-                    if entry[2] is not None:
-                        shard.position = entry[2]
-                    continue
-                if kind == "error":
-                    self.active.appendleft(shard)
-                    raise entry[1]
-                break  # end of this shard
-            shard.close()
-            self._refill()
+            try:
+                while isinstance(item := shard.next(), Skipped):
+                    self.skipped[item.reason] = self.skipped.get(item.reason, 0) + 1
+            except StopIteration:
+                shard.close()  # end of this shard
+                self._refill()
+                continue
+            except BaseException:
+                self.active.appendleft(shard)
+                raise
+            self.active.append(shard)
+            return item
         raise StopIteration
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         # the next shard the *consumer* will see opened: standby shards are re-opened after a resume
         nxt = (self.standby[0].epoch, self.standby[0].index) if self.standby else self.next_shard
-        state: StateDict = {"next": list(nxt), "active": [s.state() for s in self.active]}
-        if self.skipped:
-            state["skipped"] = dict(self.skipped)
-        return state
+        active = [s.state() for s in self.active]
+        return {"next": list(nxt), "active": active, "skipped": skipped_counts(self.skipped)}
 
-    def close(self) -> None:
-        if getattr(self, "_closed", True):
-            return
-        self._closed = True
+    def release(self) -> None:
         for shard in list(self.active) + list(self.standby):
             shard.close()
         self.active.clear()

@@ -48,7 +48,7 @@ class HFStage(Stage):
             start=self.position,
         )
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         while True:
             try:
                 rec = next(self._rows)
@@ -61,10 +61,10 @@ class HFStage(Stage):
             self.position, self._got_any = rec.position, True
             return rec.record
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         return {"epoch": self.epoch, "position": self.position}
 
-    def close(self) -> None:
+    def release(self) -> None:
         close = getattr(getattr(self, "_rows", None), "close", None)
         if close is not None:
             close()

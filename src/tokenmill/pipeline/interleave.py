@@ -96,7 +96,7 @@ class InterleaveStage(Stage):
         i = int(np.searchsorted(np.cumsum(w) / total, u, side="right"))
         return min(i, len(w) - 1 - int(np.argmax(w[::-1] > 0)))  # never land on a zero-weight tail
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         u = self._uniform(self.step)
         while True:
             i = self._choose(u)
@@ -124,7 +124,7 @@ class InterleaveStage(Stage):
             self.step += 1
             return item
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         return {
             "step": self.step,
             "exhausted": list(self.exhausted),
@@ -132,7 +132,7 @@ class InterleaveStage(Stage):
             "sources": [None if s is None else s.state_dict() for s in self.sources],
         }
 
-    def close(self) -> None:
+    def release(self) -> None:
         for s in self.sources:
             if s is not None:
                 s.close()

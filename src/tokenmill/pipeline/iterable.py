@@ -42,7 +42,7 @@ class IterableStage(Stage):
             if skipped < count:
                 self._it = iter(())
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         while True:
             try:
                 item = next(self._it)
@@ -56,10 +56,10 @@ class IterableStage(Stage):
             self.count += 1
             return item
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         return {"epoch": self.epoch, "count": self.count}
 
-    def close(self) -> None:
+    def release(self) -> None:
         close = getattr(self._it, "close", None)
         if close is not None:
             close()

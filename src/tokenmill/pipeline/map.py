@@ -55,13 +55,10 @@ class MapStage(ParentStage):
         self.fn = fn
         self.drops = drops
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         if not self.drops:
             return self.fn(next(self.parent))
         while True:
             out = self.fn(next(self.parent))
             if out is not None:
                 return out
-
-    def state_dict(self) -> StateDict:
-        return self.parent.state_dict()

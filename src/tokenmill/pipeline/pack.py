@@ -111,7 +111,7 @@ class PackStage(ParentStage):
         row["cu_seqlens"] = bounds if used == seq_len else np.append(bounds, np.int32(seq_len))
         return row
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         if self.anchor is None:
             pending = self.pending
             self._fill()
@@ -126,7 +126,7 @@ class PackStage(ParentStage):
         self.emitted += 1
         return row
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         if self.anchor is None:
             return {"parent": self.parent.state_dict(), "block": self.block, "emitted": self.pending}
         if self.emitted >= self.num_bins:  # block done: the next one starts at the parent's current position

@@ -48,7 +48,7 @@ class PadStage(ParentStage):
         super().__init__(parent)
         self.node = node
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         sample = dict(next(self.parent))
         length = self.node.chunk_length
         ids = np.asarray(sample["input_ids"])
@@ -76,6 +76,3 @@ class PadStage(ParentStage):
             att[:n] = 1
             sample["attention_mask"] = att
         return sample
-
-    def state_dict(self) -> StateDict:
-        return self.parent.state_dict()

@@ -81,8 +81,6 @@ class ParallelStage(AnchoredStage):
         self.executor = executor
         super().__init__(parent, state, fn, **kw)
 
-    def close(self) -> None:
-        closed = getattr(self, "_closed", True)
-        super().close()
-        if not closed:
-            self.executor.shutdown(wait=True, cancel_futures=True)
+    def release(self) -> None:
+        super().release()
+        self.executor.shutdown(wait=True, cancel_futures=True)

@@ -26,7 +26,7 @@ class RepeatStage(ParentStage):
         self.epoch = epoch
         self.emitted_this_epoch = True  # unknown after a resume; only guards against an empty parent
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         while True:
             if self.node.times is not None and self.epoch >= self.node.times:
                 raise StopIteration
@@ -43,5 +43,5 @@ class RepeatStage(ParentStage):
             self.emitted_this_epoch = True
             return item
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         return {"parent": self.parent.state_dict(), "epoch": self.epoch}

@@ -59,7 +59,7 @@ class SequenceStage(Stage):
         self.index = index
         self.order = epoch_order(len(self.items), node.shuffle, node.seed, epoch)
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         n = len(self.items)
         while self.index >= n:
             if not self.node.repeat or n == 0:
@@ -71,5 +71,5 @@ class SequenceStage(Stage):
         self.index += 1
         return self.node.sequence[self.items[i]]
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         return {"epoch": self.epoch, "index": self.index}

@@ -101,7 +101,7 @@ class ShuffleStage(ParentStage):
         self.order = block_permutation(len(items), self.node.seed, self.block)
         self.emitted = 0
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         if self.anchor is None:
             pending = self.pending
             self._fill()
@@ -119,7 +119,7 @@ class ShuffleStage(ParentStage):
         self.emitted += 1
         return item
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         if self.anchor is None:  # nothing read yet (or resumed and not yet refilled)
             return {"parent": self.parent.state_dict(), "block": self.block, "emitted": self.pending}
         if self.emitted >= len(

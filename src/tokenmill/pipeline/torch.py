@@ -2,22 +2,27 @@
 through torchdata's ``StatefulDataLoader``.
 
 Each DataLoader worker iterates ``pipeline.shard(worker_id, num_workers)`` (files dealt out by index, see
-``shard``), so workers never read the same data. The dataset implements the ``state_dict()`` /
-``load_state_dict()`` protocol that ``torchdata.stateful_dataloader.StatefulDataLoader`` calls inside each
-worker, so ``loader.state_dict()`` captures every worker's pipeline state and ``loader.load_state_dict(...)``
-resumes all of them exactly. With a plain ``DataLoader`` the view works but cannot be checkpointed.
+``shard``), so workers never read the same data. The view is itself a description (``view.iter(state)`` gives a
+resumable iterator of tensors, the one contract of :mod:`tokenmill.state`), and it speaks the ``state_dict()`` /
+``load_state_dict()`` protocol that ``torchdata.stateful_dataloader.StatefulDataLoader`` calls inside each worker,
+so ``loader.state_dict()`` captures every worker's pipeline state and ``loader.load_state_dict(...)`` resumes all
+of them exactly. With a plain ``DataLoader`` the view works but cannot be checkpointed.
 
-Torch is imported only when this module is used.
+Torch is imported only when this module is used. The pipeline is taken as it is (``iter`` and ``shard``), not
+imported, so ``tokenmill.pipeline.pipeline`` and this module do not import each other.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch.utils.data
 
 from tokenmill.pipeline.batch import to_torch
-from tokenmill.pipeline.pipeline import Pipeline, PipelineIterator
+from tokenmill.state import ChildIterator, ResumableIterator, State
+
+if TYPE_CHECKING:
+    from tokenmill.pipeline.pipeline import Pipeline
 
 
 class PipelineIterableDataset(torch.utils.data.IterableDataset):
@@ -28,8 +33,8 @@ class PipelineIterableDataset(torch.utils.data.IterableDataset):
         self.pipeline = pipeline
         self.shard_by_worker = shard_by_worker
         self.tensors = tensors
-        self._iterator: PipelineIterator | None = None
-        self._pending: dict[str, Any] | None = None
+        self._iterator: ResumableIterator[Any] | None = None
+        self._pending: State | None = None
 
     def _worker_pipeline(self) -> Pipeline:
         info = torch.utils.data.get_worker_info()
@@ -37,33 +42,31 @@ class PipelineIterableDataset(torch.utils.data.IterableDataset):
             return self.pipeline
         return self.pipeline.shard(info.id, info.num_workers)
 
-    def __iter__(self):
+    def iter(self, state: State | None = None) -> ResumableIterator[Any]:
+        """This worker's part of the pipeline (all of it outside a DataLoader) as tensors, resumed from ``state``."""
+        it = self._worker_pipeline().iter(state)
+        return TorchIterator(it) if self.tensors else it
+
+    def __iter__(self) -> ResumableIterator[Any]:
         if self._iterator is not None:
             self._iterator.close()
         state, self._pending = self._pending, None
-        self._iterator = self._worker_pipeline().iter(state_dict=state)
-        return _TorchIterator(self._iterator, self.tensors)
+        self._iterator = self.iter(state)
+        return self._iterator
 
     # torchdata Stateful protocol (called in each worker by StatefulDataLoader)
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> State:
         if self._iterator is not None:
             return self._iterator.state_dict()
         return self._pending or {}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: State) -> None:
         self._pending = dict(state_dict) if state_dict else None
 
 
-class _TorchIterator:
-    def __init__(self, it: PipelineIterator, tensors: bool) -> None:
-        self.it = it
-        self.tensors = tensors
+class TorchIterator(ChildIterator[Any]):
+    """The parent's items with numpy arrays of dict items turned into tensors; the parent's state."""
 
-    def __iter__(self) -> _TorchIterator:
-        return self
-
-    def __next__(self) -> Any:
-        item = next(self.it)
-        if self.tensors and isinstance(item, dict):
-            return to_torch(item)
-        return item
+    def next(self) -> Any:
+        item = next(self.parent)
+        return to_torch(item) if isinstance(item, dict) else item
