@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokenmill.sampling.mixture import TICK, MixtureSchedule, ScheduledMixture, mixture_order
-from tokenmill.sampling.schedule import WeightSchedule
+from tokenmill.sampling.schedule import WeightSchedule, resolve_points, schedule_of
 from tokenmill.sampling.sharding import batch_positions
 
 WINDOW = 10_000
@@ -201,3 +201,45 @@ def test_an_edit_after_a_checkpoint_continues_every_dataset_without_repeat_or_sk
     for d in range(k_sources):
         mine = j1[k1 == d]
         assert np.array_equal(mine, np.arange(mine.size))
+
+
+# ------------------------------------------------------------------------------------- as a user writes it
+def test_points_as_written_resolve_to_samples():
+    names = ["web", "code", "hq"]
+    points = [
+        {"at": 0, "weights": {"web": 0.9, "code": 0.1}},
+        {"at": 2000, "weights": {"web": 0.5, "code": 0.5}, "segment": "constant"},
+        {"at": 3000, "weights": {"hq": 1}},
+    ]
+    resolved = resolve_points(points, names, global_batch_size=64)
+    assert resolved == [
+        {"at": 0, "weights": [0.9, 0.1, 0.0], "segment": "linear"},
+        {"at": 128_000, "weights": [0.5, 0.5, 0.0], "segment": "constant"},
+        {"at": 192_000, "weights": [0.0, 0.0, 1.0], "segment": "linear"},
+    ]
+    assert schedule_of(resolved).shares_at(150_000) == (Fraction(1, 2), Fraction(1, 2), 0)
+    by_tokens = [{"tokens": 0, "weights": {"web": 1}}, {"tokens": "2e6", "weights": {"code": 1}}]
+    assert resolve_points(by_tokens, names, seq_len=1000)[1]["at"] == 2000
+
+
+@pytest.mark.parametrize(
+    "points, message",
+    [
+        ([], "list of points"),
+        ([{"at": 5, "weights": {"web": 1}}], "must be at 0"),
+        ([{"at": 0, "weights": {"wbe": 1}}], "unknown source.*wbe.*sources: web, code"),
+        ([{"at": 0, "weights": {"web": -1}}], "weight of web must be a number >= 0"),
+        ([{"at": 0, "weights": {"web": 0}}], "at least one weight"),
+        ([{"at": 0, "step": 3, "weights": {"web": 1}}], "unknown key.*step"),
+        (
+            [{"at": 0, "weights": {"web": 1}}, {"tokens": 10, "weights": {"web": 1}}],
+            "mixes 'at' and 'tokens'",
+        ),
+        ([{"at": 0, "weights": {"web": 1}}, {"at": 0, "weights": {"code": 1}}], "point 1: points must move"),
+        ([{"at": 0.5, "weights": {"web": 1}}], "whole global step"),
+        ([{"at": 0, "weights": {"web": 1}, "segment": "cosine"}], "segment must be one of linear, constant"),
+    ],
+)
+def test_bad_points_name_the_point_and_key(points, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_points(points, ["web", "code"], global_batch_size=8)

@@ -247,3 +247,93 @@ class WeightSchedule:
         if self.points:
             return f"WeightSchedule({self.points!r}, {self.kinds!r})"
         return f"WeightSchedule.from_segments({len(self.segments)} pieces)"
+
+
+# ------------------------------------------------------------------------------------ as a user writes it
+POINT_KEYS = ("at", "tokens", "weights", "segment")
+
+
+def _number(value: object, where: str, what: str) -> float:
+    """A number, also from YAML 1.1's strings such as ``2e9`` (no dot: safe_load keeps it a string)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: {what} must be a number, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{where}: {what} must be a number, got {value!r}") from None
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{where}: {what} must be a number >= 0, got {value!r}")
+    return value
+
+
+def resolve_points(
+    points: object,
+    names: Sequence[str],
+    *,
+    global_batch_size: int | None = None,
+    seq_len: int | None = None,
+) -> list[dict]:
+    """A schedule as written (``[{at: STEP, weights: {NAME: W, ...}, segment: linear|constant}, ...]``, or
+    ``tokens:`` instead of ``at:``) -> points in samples, weights in ``names`` order (a name left out weighs 0).
+
+    ``at`` counts global steps (batches of ``global_batch_size`` samples); ``tokens`` counts tokens read
+    (``seq_len`` per sample). Errors name the point and the key (``ValueError``; callers add file and line).
+    """
+    if not isinstance(points, (list, tuple)) or not points:
+        raise ValueError("schedule must be a list of points, e.g. [{at: 0, weights: {web: 1.0}}]")
+    out, unit = [], None
+    for i, point in enumerate(points):
+        where = f"schedule point {i}"
+        if not isinstance(point, dict):
+            raise ValueError(f"{where}: a point is a mapping with 'at' and 'weights', got {point!r}")
+        unknown = sorted(set(point) - set(POINT_KEYS))
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(POINT_KEYS)}")
+        given = [key for key in ("at", "tokens") if key in point]
+        if len(given) != 1:
+            raise ValueError(f"{where}: needs exactly one of 'at' (global step) or 'tokens'")
+        if unit is not None and given[0] != unit:
+            raise ValueError(
+                f"{where}: the schedule mixes 'at' and 'tokens'; use one of them for every point"
+            )
+        unit = given[0]
+        value = _number(point[unit], where, unit)
+        if unit == "at":
+            if int(value) != value:
+                raise ValueError(f"{where}: at must be a whole global step, got {point['at']!r}")
+            if global_batch_size is None:
+                raise ValueError("a schedule in steps ('at') needs the global batch size to place its points")
+            at = int(value) * int(global_batch_size)
+        else:
+            if seq_len is None:
+                raise ValueError("a schedule in tokens needs seq_len to place its points")
+            at = int(round(value / int(seq_len)))
+        weights = point.get("weights")
+        if not isinstance(weights, dict) or not weights:
+            raise ValueError(
+                f"{where}: weights must be a mapping of source name to weight, e.g. {{web: 0.7}}"
+            )
+        strange = sorted(str(n) for n in weights if n not in names)
+        if strange:
+            raise ValueError(f"{where}: unknown source(s) {', '.join(strange)}; sources: {', '.join(names)}")
+        row = [_number(weights.get(name, 0.0), where, f"the weight of {name}") for name in names]
+        if not any(row):
+            raise ValueError(f"{where}: at least one weight must be positive")
+        segment = point.get("segment", "linear")
+        if segment not in SEGMENTS:
+            raise ValueError(f"{where}: segment must be one of {', '.join(SEGMENTS)}, got {segment!r}")
+        if out and at <= out[-1]["at"]:
+            raise ValueError(
+                f"{where}: points must move forward; it falls at sample {at}, not after the previous point's "
+                f"{out[-1]['at']}"
+            )
+        out.append({"at": at, "weights": [float(w) for w in row], "segment": segment})
+    if out[0]["at"] != 0:
+        raise ValueError("schedule point 0 must be at 0 (the weights the run starts with)")
+    return out
+
+
+def schedule_of(points: Sequence[dict]) -> WeightSchedule:
+    """The :class:`WeightSchedule` of points from :func:`resolve_points`."""
+    return WeightSchedule([(p["at"], p["weights"]) for p in points], [p["segment"] for p in points])
