@@ -31,6 +31,7 @@ import difflib
 import hashlib
 import json
 import math
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -40,7 +41,8 @@ from typing import Any, ClassVar
 
 import yaml
 
-from tokenmill.errors import ConfigError
+from tokenmill.errors import ConfigError, missing_filesystem
+
 
 __all__ = [
     "Config",
@@ -55,6 +57,7 @@ __all__ = [
     "merge",
     "option",
     "parse_overrides",
+    "read_text",
     "to_dict",
 ]
 
@@ -72,11 +75,29 @@ def digest(data: Any, length: int = 16) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ YAML files
+def read_text(path: str | Path) -> str:
+    """A small text file, local or at a URL (``s3://``, ``gs://``, ``az://``, ... through fsspec).
+
+    Recipes and configs kept in a bucket beside the data are read as they are; a missing filesystem package is
+    one line naming the extra to install.
+    """
+    text = os.fspath(path)
+    if "://" not in text or text.startswith("file://"):
+        with open(text.removeprefix("file://"), encoding="utf-8") as f:
+            return f.read()
+    import fsspec
+
+    try:
+        with fsspec.open(text, "rt", encoding="utf-8") as f:
+            return f.read()
+    except ImportError as exc:
+        raise missing_filesystem(text, exc) from None
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load``; errors name the file and line."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+        data = yaml.safe_load(read_text(path))
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} does not exist") from exc
     except IsADirectoryError as exc:
@@ -98,7 +119,7 @@ def key_lines(path: str | Path) -> dict[str, int]:
     List items are numbered: ``data.configs.0.id``.
     """
     try:
-        node = yaml.compose(Path(path).read_text(encoding="utf-8"))
+        node = yaml.compose(read_text(path))
     except (OSError, yaml.YAMLError):
         return {}
     lines: dict[str, int] = {}

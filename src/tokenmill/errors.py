@@ -77,3 +77,30 @@ class RecordError(SourceError):
 
 def _rebuild_source_error(cls, message, path, line, row, field, reason):
     return cls(message, path=path, line=line, row=row, field=field, reason=reason)
+
+
+# URL protocol -> the tokenmill extra whose package gives fsspec that filesystem
+PROTOCOL_EXTRAS = {
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+    "adl": "azure",
+    "hf": "hf",
+}
+
+
+def missing_filesystem(url: str, exc: ImportError) -> SourceError:
+    """The one-line error for a URL whose fsspec filesystem package is not installed.
+
+    fsspec raises a bare ``ImportError`` ("Please install gcsfs to access Google Storage") from deep inside
+    its registry; the user needs the protocol and the extra (or package) that brings it.
+    """
+    protocol = url.split("://", 1)[0] if "://" in url else "file"
+    extra = PROTOCOL_EXTRAS.get(protocol)
+    hint = str(exc).strip().rstrip(".") or f"no filesystem for {protocol}://"
+    todo = f"pip install 'tokenmill[{extra}]'" if extra else "install the package fsspec names above"
+    return SourceError(f"{protocol}:// URLs need a package that is not installed ({hint}): {todo}", path=url)

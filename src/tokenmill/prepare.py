@@ -179,6 +179,8 @@ class PrepareSummary:
     seconds: float
     tokens_this_run: int = 0
     bytes_this_run: int = 0
+    # what prepare assumed about the input and the user should know (e.g. document boundaries it could not see)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def tokens_per_s(self) -> float:
@@ -200,6 +202,8 @@ def _plan(config: PrepareConfig) -> list[dict[str, Any]]:
     """The work units of a build as JSON-able dicts (stored in the ledger so a resume splits the same way)."""
     if config.hf is not None:
         return [{"kind": "hf", "hf": config.hf, "bytes": 0, "urls": [f"hf:{config.hf.get('name', '')}"]}]
+    if _token_datasets(config):
+        return _plan_token_datasets(config)
     from tokenmill.sources import expand_urls, plan_units
 
     if not config.sources:
@@ -227,6 +231,64 @@ def _plan(config: PrepareConfig) -> list[dict[str, Any]]:
     if config.sample == "random":  # a random subset takes whole units in a seeded random order
         order = np.random.default_rng(_derived_seed(config.seed, "units")).permutation(len(out))
         out = [out[i] for i in order]
+    return out
+
+
+def _token_datasets(config: PrepareConfig) -> list[str]:
+    """The sources that are Lance datasets (token datasets to take over); mixing them with files is refused."""
+    from tokenmill.sources.lance_tokens import looks_like_lance
+
+    found = [s for s in config.sources if looks_like_lance(s)]
+    if found and len(found) != len(config.sources):
+        others = [s for s in config.sources if s not in found]
+        raise ConfigError(
+            f"a Lance token dataset ({', '.join(found)}) is taken over on its own; prepare the other sources "
+            f"({', '.join(others)}) into another cache and mix the two in a recipe"
+        )
+    return found
+
+
+def adopt_token_datasets(config: PrepareConfig) -> list[str]:
+    """Set the record format for Lance token datasets among the sources; returns what was assumed, to print.
+
+    Their ids are stored as they are: format ``tokens`` on the dataset's column, no BOS/EOS added.
+    """
+    uris = _token_datasets(config)
+    if not uris:
+        return []
+    from tokenmill.sources.lance_tokens import open_token_dataset
+
+    fmt = config.format_options()
+    if fmt.get("format") not in (None, "auto", "tokens"):
+        raise ConfigError(
+            f"{uris[0]} is a Lance token dataset: its token ids are taken as they are, so the record format "
+            f"{fmt['format']!r} does not apply (leave --format out)"
+        )
+    found = [open_token_dataset(u, config.storage_options, fmt.get("tokens_key")) for u in uris]
+    if len({(d.column, d.layout) for d in found}) > 1:
+        raise ConfigError("these Lance token datasets differ in column or layout; take each over on its own")
+    for key, value in (("add_bos", False), ("add_eos", False)):
+        if fmt.get(key):
+            raise ConfigError(
+                f"{uris[0]}: {key} would change the dataset's tokens; a taken-over dataset keeps them as they are"
+            )
+        config.format[key] = value
+    config.format["format"] = "tokens"
+    config.format["tokens_key"] = found[0].column
+    return [d.assumption(config.row_tokens) for d in found]
+
+
+def _plan_token_datasets(config: PrepareConfig) -> list[dict[str, Any]]:
+    from tokenmill.sources.lance_tokens import open_token_dataset, plan_row_ranges
+
+    out = []
+    for uri in _token_datasets(config):
+        found = open_token_dataset(uri, config.storage_options, config.format.get("tokens_key"))
+        for a, b, nbytes in plan_row_ranges(
+            found, config.unit_bytes, config.row_tokens, config.storage_options
+        ):
+            spec = {"uri": uri, "column": found.column, "layout": found.layout, "version": found.version}
+            out.append({"kind": "lance", "lance": {**spec, "rows": [a, b]}, "bytes": nbytes, "urls": [uri]})
     return out
 
 
@@ -307,6 +369,20 @@ def _iter_unit_records(
         spec = dict(unit["hf"])
         name = spec.pop("name", None) or spec.pop("path", None)
         yield from read_hf(name, **spec)
+        return
+    if unit["kind"] == "lance":
+        from tokenmill.sources.lance_tokens import read_token_rows
+
+        spec = unit["lance"]
+        yield from read_token_rows(
+            spec["uri"],
+            column=spec["column"],
+            layout=spec["layout"],
+            version=spec["version"],
+            rows=tuple(spec["rows"]),
+            piece_tokens=config.row_tokens,
+            storage_options=config.storage_options,
+        )
         return
     from tokenmill.sources import WorkUnit
 
@@ -569,6 +645,7 @@ def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSu
 
     config.validate()
     started = time.perf_counter()
+    notes = adopt_token_datasets(config)
     if not config.output:
         raise ConfigError("no output given: name the cache folder or URL with --output")
     cache = config.output.rstrip("/")
@@ -630,7 +707,9 @@ def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSu
     units = plan["units"]
     limit_reached = any(left is not None and left <= 0 for left in _remaining(config, state.stats))
     if manifest is not None and manifest.complete and (state.through >= len(units) or limit_reached):
-        return _summary(cache, manifest, "nothing to do", time.perf_counter() - started, 0, 0)
+        summary = _summary(cache, manifest, "nothing to do", time.perf_counter() - started, 0, 0)
+        summary.notes = notes
+        return summary
     if manifest is not None and state.through > 0 and status == "complete":
         status = "resumed"
 
@@ -670,7 +749,7 @@ def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSu
         write_cache_keys(cache, load_committed_keys(cache, state.through, so), so)
     manifest = _finalize(cache, manifest, state, units, so)
     elapsed = time.perf_counter() - started
-    return _summary(
+    summary = _summary(
         cache,
         manifest,
         status,
@@ -678,6 +757,8 @@ def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSu
         state.stats.get("tokens", 0) - before.get("tokens", 0),
         state.stats.get("bytes", 0) - before.get("bytes", 0),
     )
+    summary.notes = notes
+    return summary
 
 
 def _validation_spec(validation: float | int | None) -> dict[str, Any]:

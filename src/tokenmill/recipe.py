@@ -222,6 +222,8 @@ def _resolve_path(value: str, base: str | None) -> str:
     """A local relative path is relative to the recipe's folder; URLs and absolute paths stay as they are."""
     if base is None or "://" in value or os.path.isabs(os.path.expanduser(value)):
         return os.path.expanduser(value) if "://" not in value else value
+    if "://" in base:  # a recipe in a bucket: its relative paths are in that bucket
+        return store.join(base, value.removeprefix("./"))
     return os.path.normpath(os.path.join(base, value))
 
 
@@ -271,7 +273,8 @@ def load_recipe(path: str | os.PathLike, storage_options: dict[str, str] | None 
         recipe.output = recipe.output or (os.path.abspath(folder) if store.is_local(folder) else folder)
         return recipe
     data = load_yaml(text)
-    return parse_recipe(data, path=text, lines=key_lines(text), base=os.path.dirname(os.path.abspath(text)))
+    base = text.rsplit("/", 1)[0] if "://" in text else os.path.dirname(os.path.abspath(text))
+    return parse_recipe(data, path=text, lines=key_lines(text), base=base)
 
 
 def parse_recipe(
@@ -298,8 +301,10 @@ def parse_recipe(
     tokenizer = data["tokenizer"]
     if not isinstance(tokenizer, str) or not tokenizer:
         raise where("tokenizer", f"must be a path or a name, got {tokenizer!r}")
-    if base is not None and os.path.exists(os.path.join(base, os.path.expanduser(tokenizer))):
-        tokenizer = _resolve_path(tokenizer, base)
+    if base is not None and "://" not in tokenizer:
+        beside = _resolve_path(tokenizer, base)  # a file beside the recipe wins over a hub name
+        if os.path.exists(beside) if "://" not in beside else store.exists(beside):
+            tokenizer = beside
     recipe = Recipe(tokenizer=tokenizer, sources=[], path=path)
     if "seed" in data:
         if not _is_int(data["seed"]):

@@ -86,6 +86,12 @@ def manifest_uri(cache: str) -> str:
 def read_manifest(cache: str, storage_options: dict[str, str] | None = None) -> Manifest:
     uri = manifest_uri(cache)
     if not store.exists(uri, storage_options):
+        if store.exists(store.join(cache, "_versions"), storage_options):  # a Lance dataset made elsewhere
+            raise CacheError(
+                f"{cache} is a Lance dataset, not a tokenmill cache; if it holds token ids (the Lance "
+                f"tutorial's layout), take it over with `tokenmill prepare {cache} --tokenizer TOKENIZER "
+                "--output CACHE` and use CACHE here (docs/migrate/lance.md)"
+            )
         raise CacheError(
             f"{cache} is not a tokenmill cache (no {MANIFEST_NAME}); build one with `tokenmill prepare`"
         )

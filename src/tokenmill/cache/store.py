@@ -16,36 +16,7 @@ from typing import Any
 import fsspec
 import numpy as np
 
-_ENDPOINT_KEYS = ("endpoint", "aws_endpoint", "endpoint_url", "aws_endpoint_url")
-
-
-def fsspec_options(storage_options: dict[str, str] | None, uri: str) -> dict[str, Any]:
-    """Translate Lance-style storage options (``aws_access_key_id``, ``endpoint``...) to fsspec/s3fs ones."""
-    if not storage_options:
-        return {}
-    if not uri.startswith(("s3://", "s3a://")):
-        return dict(storage_options)
-    opts: dict[str, Any] = {}
-    client_kwargs: dict[str, Any] = {}
-    for key, value in storage_options.items():
-        k = key.lower()
-        if k in ("aws_access_key_id", "access_key_id"):
-            opts["key"] = value
-        elif k in ("aws_secret_access_key", "secret_access_key"):
-            opts["secret"] = value
-        elif k in ("aws_session_token", "session_token"):
-            opts["token"] = value
-        elif k in _ENDPOINT_KEYS:
-            client_kwargs["endpoint_url"] = value
-        elif k in ("region", "aws_region", "aws_default_region"):
-            client_kwargs["region_name"] = value
-        elif k in ("allow_http", "aws_allow_http"):
-            continue
-        else:
-            opts[key] = value
-    if client_kwargs:
-        opts["client_kwargs"] = client_kwargs
-    return opts
+from tokenmill.sources.urls import ENDPOINT_KEYS, fsspec_options, local_copy, url_to_fs
 
 
 def resolve_storage_options(storage_options: dict[str, str] | None, uri: str) -> dict[str, str] | None:
@@ -59,7 +30,7 @@ def resolve_storage_options(storage_options: dict[str, str] | None, uri: str) ->
         return storage_options
     opts = dict(storage_options or {})
     keys = {k.lower(): k for k in opts}
-    endpoint = next((opts[keys[k]] for k in _ENDPOINT_KEYS if k in keys), None)
+    endpoint = next((opts[keys[k]] for k in ENDPOINT_KEYS if k in keys), None)
     endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT")
     allowed = "allow_http" in keys or "aws_allow_http" in keys or "AWS_ALLOW_HTTP" in os.environ
     if endpoint and str(endpoint).startswith("http://") and not allowed:
@@ -83,8 +54,8 @@ def join(uri: str, *parts: str) -> str:
 
 
 def get_fs(uri: str, storage_options: dict[str, str] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, path = fsspec.core.url_to_fs(uri, **fsspec_options(storage_options, uri))
-    return fs, path
+    """The filesystem of ``uri`` (a missing package for its protocol is one line naming the extra)."""
+    return url_to_fs(uri, fsspec_options(storage_options, uri))
 
 
 def exists(uri: str, storage_options: dict[str, str] | None = None) -> bool:
@@ -164,19 +135,21 @@ def list_names(uri: str, storage_options: dict[str, str] | None = None) -> list[
     return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
 
 
-def local_copy(uri: str, storage_options: dict[str, str] | None = None) -> str:
-    """A local path for ``uri``: itself when local, else a temporary copy of the file or folder (tokenizer files
-    are small, and the tokenizer libraries read local files only). Anything that is not a URL (a hub name,
-    ``bytes``) comes back unchanged."""
-    if is_local(uri):
-        return local_path(uri)
-    import tempfile
-
-    fs, path = get_fs(uri, storage_options)
-    local = tempfile.mkdtemp(prefix="tokenmill-")
-    if fs.isdir(path):
-        fs.get(path.rstrip("/") + "/", local + "/", recursive=True)
-        return local
-    target = os.path.join(local, path.rstrip("/").rsplit("/", 1)[-1])
-    fs.get(path, target)
-    return target
+__all__ = [
+    "exists",
+    "fsspec_options",
+    "get_fs",
+    "is_local",
+    "join",
+    "list_names",
+    "local_copy",
+    "local_path",
+    "read_bytes",
+    "read_json",
+    "read_npz",
+    "remove",
+    "resolve_storage_options",
+    "write_bytes",
+    "write_json",
+    "write_npz",
+]

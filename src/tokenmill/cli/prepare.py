@@ -155,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         yaml.safe_dump(shown, sys.stdout, sort_keys=False)
         return 0
     summary = prepare(config, progress=args.progress)
+    for note in summary.notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print_json(summary.to_json())
         return 0

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import SourceError
+from ..errors import SourceError, missing_filesystem
 from .detect import infer_compression
 
 MAX_EXPANSIONS = 1_000_000
@@ -106,18 +106,83 @@ def expand_braces(pattern: str) -> list[str]:
 
 
 # -- fsspec -----------------------------------------------------------------------------------------------------
+ENDPOINT_KEYS = ("endpoint", "aws_endpoint", "endpoint_url", "aws_endpoint_url")
+
+
+def fsspec_options(storage_options: dict[str, Any] | None, uri: str) -> dict[str, Any]:
+    """Translate Lance-style storage options (``aws_access_key_id``, ``endpoint``...) to fsspec/s3fs ones.
+
+    Users give one set of options (Lance's names, as the cache is written by Lance); sources and the cache's
+    side files go through fsspec, which names them differently for S3. Other protocols pass through.
+    """
+    if not storage_options:
+        return {}
+    if not uri.startswith(("s3://", "s3a://")):
+        return dict(storage_options)
+    opts: dict[str, Any] = {}
+    client_kwargs: dict[str, Any] = {}
+    for key, value in storage_options.items():
+        k = key.lower()
+        if k in ("aws_access_key_id", "access_key_id"):
+            opts["key"] = value
+        elif k in ("aws_secret_access_key", "secret_access_key"):
+            opts["secret"] = value
+        elif k in ("aws_session_token", "session_token"):
+            opts["token"] = value
+        elif k in ENDPOINT_KEYS:
+            client_kwargs["endpoint_url"] = value
+        elif k in ("region", "aws_region", "aws_default_region"):
+            client_kwargs["region_name"] = value
+        elif k in ("allow_http", "aws_allow_http"):
+            continue
+        else:
+            opts[key] = value
+    if client_kwargs:
+        opts["client_kwargs"] = client_kwargs
+    return opts
+
+
 def url_to_fs(url: str, storage_options: dict[str, Any] | None = None):
-    """``(filesystem, path)`` for ``url``: fsspec's resolution, with our error type for unknown protocols."""
+    """``(filesystem, path)`` for ``url`` (fsspec's resolution; ``storage_options`` in fsspec's names).
+
+    A protocol whose package is missing (``gs://`` without gcsfs) is one line naming the extra to install; an
+    unknown protocol is one line too.
+    """
     import fsspec.core
 
     try:
         return fsspec.core.url_to_fs(url, **(storage_options or {}))
-    except (ImportError, ValueError) as e:
-        raise SourceError(
-            f"cannot open this URL: {e} (is the package for its protocol installed, e.g. s3fs for s3://?)",
-            path=url,
-            reason="unreadable",
-        ) from e
+    except ImportError as e:
+        raise missing_filesystem(url, e) from None
+    except ValueError as e:
+        raise SourceError(f"cannot open this URL: {e}", path=url, reason="unreadable") from None
+
+
+def local_copy(uri: str, storage_options: dict[str, Any] | None = None) -> str:
+    """A local path for ``uri``: itself when local, else a temporary copy of the file or folder.
+
+    For small things that libraries read from local files only (tokenizer files, a YAML recipe). Anything that
+    is not a URL (a hub name, ``bytes``) comes back unchanged. ``storage_options`` are Lance-style names.
+    """
+    if "://" not in uri:
+        return uri
+    if uri.startswith("file://"):
+        return uri[len("file://") :]
+    import tempfile
+
+    fs, path = url_to_fs(uri, fsspec_options(storage_options, uri))
+    local = tempfile.mkdtemp(prefix="tokenmill-")
+    try:
+        if fs.isdir(path):
+            fs.get(path.rstrip("/") + "/", local + "/", recursive=True)
+            return local
+        target = os.path.join(local, path.rstrip("/").rsplit("/", 1)[-1])
+        fs.get(path, target)
+    except FileNotFoundError:
+        raise SourceError("file not found", path=uri, reason="unreadable") from None
+    except PermissionError as e:
+        raise SourceError(f"permission denied: {e}", path=uri, reason="unreadable") from None
+    return target
 
 
 def _protocol(url: str) -> str | None:
@@ -239,6 +304,8 @@ def open_url(
         compression = infer_compression(url)
     try:
         return fsspec.open(url, mode, compression=compression, **(storage_options or {})).open()
+    except ImportError as e:
+        raise missing_filesystem(url, e) from None
     except FileNotFoundError as e:
         raise SourceError("file not found", path=url, reason="unreadable") from e
     except IsADirectoryError as e:

@@ -121,6 +121,10 @@ def load_tokenizer(
     text = os.fspath(spec)
     if text == "bytes":
         return ByteTokenizer()
+    if "://" in text and not text.startswith("hf://"):  # a tokenizer file or folder in a bucket
+        from tokenmill.sources.urls import local_copy
+
+        text = local_copy(text)
     path = Path(text).expanduser()
     if path.is_dir():
         if (path / META_FILE).is_file():
