@@ -43,7 +43,6 @@ import yaml
 
 from tokenmill.errors import ConfigError, missing_filesystem
 
-
 __all__ = [
     "Config",
     "OptionError",
