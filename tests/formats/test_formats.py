@@ -405,7 +405,7 @@ def test_chat_errors(tok, chat_dir):
 
 def test_builtin_template_is_the_documented_one(tok):
     f = fmt(tok, format="chat", chat_template="builtin")
-    assert f._compiled_template() is not None
+    assert f.chat.template() is not None
     assert "eos_token" in BUILTIN_CHAT_TEMPLATE
     assert f.render_chat(CONVERSATION[1:2], add_generation_prompt=True) == "<|user|>\nHi\n<|assistant|>\n"
 
