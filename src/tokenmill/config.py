@@ -47,6 +47,8 @@ __all__ = [
     "Config",
     "OptionError",
     "Where",
+    "build",
+    "convert_options",
     "defaults",
     "digest",
     "from_dict",
@@ -443,6 +445,12 @@ def convert_options(
     return out
 
 
+def build(cls: type, data: Mapping[str, Any], *, renamed: Mapping[str, str] | None = None) -> Any:
+    """Build config dataclass ``cls`` from a mapping, raising :class:`OptionError` (key, no location): for a
+    config that sits inside another file (a recipe's source holds prepare options), whose holder locates it."""
+    return cls(**convert_options(cls, data, renamed=renamed))
+
+
 def from_dict(
     cls: type,
     data: Mapping[str, Any],
@@ -454,7 +462,7 @@ def from_dict(
     if not isinstance(where, Where):
         where = Where(where)
     try:
-        return cls(**convert_options(cls, data, renamed=renamed))
+        return build(cls, data, renamed=renamed)
     except OptionError as exc:
         raise where.locate(exc) from None
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tokenmill.config import Config, OptionError, Where, from_dict, option
+from tokenmill.config import Config, OptionError, Where, build, option
 
 FORMATS = ("auto", "text", "prompt-completion", "columns", "chat", "tokens")
 TRUNCATE = ("drop", "right", "left")
@@ -155,24 +155,27 @@ class FormatConfig(Config):
             raise OptionError("role_aliases", "role_aliases must map role names to role names")
 
     @classmethod
+    def parse(cls, data: Mapping[str, Any] | None) -> FormatConfig:
+        """Like :meth:`from_dict`, raising :class:`OptionError` (the key, no location) for a holder to locate."""
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise OptionError(None, f"format configuration must be a mapping, got {type(data).__name__}")
+        data = dict(data)
+        if "columns" in data:
+            data.update(_columns_from_list(data.pop("columns")))
+        return build(cls, data)
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: Where | str | None = None) -> FormatConfig:
         """Build from YAML / command-line data: validates names and types, and unescapes ``\\n`` in strings.
 
         Also accepts ``columns`` as a list of ``{key, prefix, suffix, train}`` mappings (or of key names).
         """
-        if data is None:
-            return cls()
-        if not isinstance(data, Mapping):
-            raise Where(where or cls.LABEL).error(
-                None, f"format configuration must be a mapping, got {type(data).__name__}"
-            )
-        data = dict(data)
-        if "columns" in data:
-            try:
-                data.update(_columns_from_list(data.pop("columns")))
-            except OptionError as exc:
-                raise Where(where or cls.LABEL).locate(exc) from None
-        return from_dict(cls, data, where or cls.LABEL)
+        try:
+            return cls.parse(data)
+        except OptionError as exc:
+            raise Where(where or cls.LABEL).locate(exc) from None
 
 
 def _columns_from_list(value: Any) -> dict[str, Any]:

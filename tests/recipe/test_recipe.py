@@ -333,7 +333,7 @@ BAD = [
         "line 1, key 'tokenizer'",
         "does not exist",
     ),
-    ("    sample: random\n", "    sample: shuffled\n", "line 15, key 'sources.code.sample'", "first, random"),
+    ("    sample: random\n", "    sample: shuffled\n", "line 15, key 'sources.code.sample'", "'shuffled'"),
 ]
 
 
@@ -419,8 +419,8 @@ def test_schema_checks_without_files():
         ({**ok, "sources": {"a": {"hf": {"name": "d", "revison": "x"}}}}, "did you mean 'revision'"),
         ({**ok, "sources": {"a": {"urls": "x", "weight": 0}}}, "every weight is 0"),
         ({**ok, "sources": {"a": {"urls": "x", "weight": True}}}, "must be a number"),
-        ({**ok, "sources": {"a": {"urls": "x", "validation": 1.5}}}, "fraction in [0, 1)"),
-        ({**ok, "sources": {"a": {"urls": "x", "dedup": "fuzzy"}}}, "'exact' or 'none'"),
+        ({**ok, "sources": {"a": {"urls": "x", "validation": 1.5}}}, "key 'sources.a.validation'"),
+        ({**ok, "sources": {"a": {"urls": "x", "dedup": "fuzzy"}}}, "key 'sources.a.dedup'"),
         ({**ok, "defaults": {"urls": "x"}}, "set it per source"),
         ({**ok, "mode": "streamed"}, "windows, packed, padded"),
         ({**ok, "sources": {"a": {"urls": "x", "max_document_tokens": -3}}}, "max_tokens"),
