@@ -51,6 +51,20 @@ def test_quota_is_the_exact_integral_of_the_shares():
     assert s.quota(1300)[0] == s.quota(300)[0]  # weight 0 after the last point: the source has left
     for x in (0, 7, 99, 100, 101, 250, 299, 300, 10**12 + 3):
         assert sum(s.quota(x)) == x  # shares sum to 1 everywhere, exactly
+    for x in (
+        0,
+        1,
+        99,
+        100,
+        150,
+        299,
+        300,
+        301,
+        10**12 + 3,
+    ):  # the integer hot path agrees with the fractions
+        floors, due = s.rounded_quota(x)
+        assert floors == [int(q + Fraction(1, 2)) for q in s.quota(x)]
+        assert due == [float(f + 1 - q - Fraction(1, 2)) for f, q in zip(floors, s.quota(x))]
     inc = s.increments(50, np.arange(0, 400, 7))
     exact = np.array([[float(a - b) for a, b in zip(s.quota(50 + o), s.quota(50))] for o in range(0, 400, 7)])
     np.testing.assert_allclose(inc.T, exact, atol=1e-9)

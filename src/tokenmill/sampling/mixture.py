@@ -26,9 +26,7 @@ fixed mixture and gets :class:`MixtureSchedule`, so its stream is the fixed-weig
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from fractions import Fraction
 from typing import Literal
 
 import numpy as np
@@ -298,8 +296,7 @@ class ScheduledMixture:
         tick = int(tick)
         hit = self._counts.get(tick)
         if hit is None:
-            half = Fraction(1, 2)
-            hit = np.array([math.floor(q + half) for q in self.schedule.quota(tick * self.tick)], np.int64)
+            hit = np.array(self.schedule.rounded_quota(tick * self.tick)[0], np.int64)
             if len(self._counts) >= 64:
                 self._counts.pop(next(iter(self._counts)))
             self._counts[tick] = hit
@@ -323,13 +320,12 @@ class ScheduledMixture:
         x0 = tick * self.tick
         offsets = np.arange(self.tick + 1, dtype=np.float64)
         inc = np.maximum.accumulate(self.schedule.increments(x0, offsets), axis=1)
-        quota = self.schedule.quota(x0)
+        # draw before[k] + i is due when quota + 1/2 reaches before[k] + i + 1: after `due[k] + i` more quota
+        due = self.schedule.rounded_quota(x0)[1]
         owners, ranks, times = [], [], []
         for k in np.flatnonzero(after > before).tolist():
             n = int(after[k] - before[k])
-            # draw before[k] + i is due when quota + 1/2 reaches before[k] + i + 1
-            first = float(before[k] + 1 - quota[k] - Fraction(1, 2))
-            times.append(np.interp(first + np.arange(n), inc[k], offsets))
+            times.append(np.interp(due[k] + np.arange(n), inc[k], offsets))
             owners.append(np.full(n, k, np.int64))
             ranks.append(np.arange(n, dtype=np.int64))
         owner, rank, time = (np.concatenate(a) for a in (owners, ranks, times))

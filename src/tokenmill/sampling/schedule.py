@@ -106,6 +106,7 @@ class WeightSchedule:
         for s in segments[:-1]:
             bases.append(self._integrate(s, bases[-1], s.end))
         self._bases = bases
+        self._integer = [self._integer_form(seg, base) for seg, base in zip(segments, bases, strict=True)]
         self._first = np.array([[float(v) for v in s.first] for s in segments])
         self._last = np.array([[float(v) for v in s.last] for s in segments])
 
@@ -124,6 +125,36 @@ class WeightSchedule:
 
     def _segment(self, x: int | Fraction) -> int:
         return bisect.bisect_right(self._starts, x) - 1
+
+    @staticmethod
+    def _integer_form(s: Segment, base: tuple[Fraction, ...]) -> tuple:
+        """The segment's quota over one common integer denominator, so rounding needs no fraction arithmetic."""
+        den = math.lcm(2, *(v.denominator for v in (*base, *s.first, *s.last)))
+        linear = s.end is not None and s.first != s.last
+        return (
+            s.start,
+            (s.end - s.start) if linear else None,
+            den,
+            [int(v * den) for v in base],
+            [int(v * den) for v in s.first],
+            [int((b - a) * den) for a, b in zip(s.first, s.last, strict=True)],
+        )
+
+    def rounded_quota(self, x: int) -> tuple[list[int], list[float]]:
+        """``floor(quota(x) + 1/2)`` per source, exactly, in integer arithmetic (the hot path of the mixture),
+        and how much more quota each source needs for its next draw (in ``(0, 1]``, as a float)."""
+        start, length, den, base, first, slope = self._integer[self._segment(x)]
+        t = int(x) - start
+        if length is None:  # (base + first t) / den + 1/2 = (2 base + 2 first t + den) / (2 den)
+            nums, m = [2 * (b + a * t) + den for b, a in zip(base, first, strict=True)], 2 * den
+        else:  # base + (2 L first t + slope t^2) / (2 L), over den; plus 1/2 = L den / (2 L den)
+            two_l = 2 * length
+            nums = [
+                two_l * b + two_l * a * t + d * t * t + length * den for b, a, d in zip(base, first, slope)
+            ]
+            m = two_l * den
+        floors = [n // m for n in nums]
+        return floors, [((f + 1) * m - n) / m for n, f in zip(nums, floors, strict=True)]  # int / int: exact
 
     def quota(self, x: int | Fraction) -> tuple[Fraction, ...]:
         """Expected draws of each source in positions ``[0, x)``: the exact integral of its share."""
@@ -184,6 +215,14 @@ class WeightSchedule:
         position 10^12 would otherwise keep only four decimals).
         """
         offsets = np.asarray(offsets, dtype=np.float64)
+        i = self._segment(x0)
+        s = self.segments[i]
+        if offsets.size and (s.end is None or x0 + offsets[-1] <= s.end):  # the usual case: one segment
+            s0 = self.shares(np.array([x0]))[0]
+            if s.end is None or s.first == s.last:
+                return s0[:, None] * offsets[None, :]
+            slope = (self._last[i] - self._first[i]) / (s.end - s.start)
+            return offsets[None, :] * (s0[:, None] + slope[:, None] * offsets[None, :] / 2)
         x = x0 + offsets
         out = np.zeros((self.num_sources, offsets.size))
         lo = float(x0)
