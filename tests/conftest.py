@@ -52,6 +52,17 @@ def train_test_tokenizer(path: Path, vocab_size: int = 1000) -> Path:
     return path
 
 
+def build(sources, out, tokenizer, **kw) -> Path:
+    """A cache prepared by the real ``prepare`` in this process (small 64-token rows, so documents span rows)."""
+    from tokenmill.prepare import PrepareConfig, prepare
+
+    kw.setdefault("workers", 0)
+    kw.setdefault("row_tokens", 64)
+    config = PrepareConfig(sources=[str(s) for s in sources], output=str(out), tokenizer=str(tokenizer), **kw)
+    prepare(config, progress=False)
+    return Path(out)
+
+
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

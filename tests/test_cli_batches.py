@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from conftest import make_documents, write_jsonl
-from test_loader import build
+from conftest import build, make_documents, write_jsonl
 from tokenmill.cli import main
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_loader import build
+from conftest import build
 from tokenmill.loader import BatchIterator, TokenDataset
 from tokenmill.torch import (
     PrefetchIterator,
@@ -103,7 +103,8 @@ def test_forked_worker_refuses_lance_reads_instead_of_hanging(cache):
 def _agree(rank: int, init_file: str, results: str) -> None:
     import torch.distributed as dist
 
-    from tokenmill.loader import _agreed_versions, resolve_world
+    from tokenmill.loader.world import agreed_versions as _agreed_versions
+    from tokenmill.loader.world import resolve_world
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:

@@ -2,8 +2,8 @@
 
 The loader needs two things without scanning: which rows belong to a split, and where token N of the split's
 concatenated stream lives. :class:`SplitIndex` holds both as numpy arrays built from three small columns
-(``piece``, ``num_tokens``, ``split_hash``) and is saved under ``index/`` per Lance version, so opening a large
-cache a second time reads one small file.
+(``piece``, ``num_tokens``, ``split_hash``) and is saved under ``index/`` per Lance version (by
+:mod:`tokenmill.cache.index`, the folder's only owner), so opening a large cache a second time reads one small file.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import numpy as np
 import pyarrow as pa
 
 from tokenmill.cache import store
+from tokenmill.cache.index import read_row_index, write_row_index
 from tokenmill.cache.layout import TOKENS_DATASET
 from tokenmill.cache.manifest import Manifest, SplitStats, read_manifest
 from tokenmill.errors import CacheError
+from tokenmill.sampling.ragged import ragged_arange
 
 SPLITS = ("train", "validation")
-INDEX_DIR = "index"
 
 
 @dataclass(frozen=True)
@@ -141,17 +142,8 @@ class CacheReader:
         return [s for s in SPLITS if self.split_index(s).num_rows > 0]
 
     # index ----------------------------------------------------------------------------------------------
-    def _index_uri(self) -> str:
-        return store.join(self.cache, INDEX_DIR, f"rows-v{self.version}.npz")
-
     def _build_indexes(self) -> None:
-        uri = self._index_uri()
-        arrays: dict[str, np.ndarray] | None = None
-        if store.exists(uri, self.storage_options):
-            try:
-                arrays = store.read_npz(uri, self.storage_options)
-            except (OSError, ValueError):
-                arrays = None
+        arrays = read_row_index(self.cache, self.version, self.storage_options)
         if arrays is None:
             table = self.dataset.to_table(columns=["piece", "num_tokens", "num_trained", "split_hash"])
             piece = table.column("piece").to_numpy()
@@ -168,10 +160,7 @@ class CacheReader:
                 "threshold": np.array(str(self.split_threshold)),  # may be 2**64: kept as text, not pickled
             }
             if self.manifest.complete:
-                try:
-                    store.write_npz(uri, self.storage_options, **arrays)
-                except OSError:
-                    pass  # a read-only cache still works, it just rebuilds the index on open
+                write_row_index(self.cache, self.version, self.storage_options, arrays)
         elif "threshold" in arrays:
             self.split_threshold = int(str(arrays["threshold"]))
         for split, select in (("train", ~arrays["is_val"]), ("validation", arrays["is_val"])):
@@ -222,12 +211,7 @@ class CacheReader:
                 mask = np.ones(len(flat), dtype=bool)
                 valid = ~np.asarray(mask_col.is_null().to_numpy(zero_copy_only=False))
                 values = mask_col.flatten().to_numpy(zero_copy_only=False)
-                lengths = np.diff(offsets)[valid]
-                starts = offsets[:-1][valid]
-                positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(
-                    lengths.sum()
-                )
-                mask[positions] = values
+                mask[ragged_arange(offsets[:-1][valid], np.diff(offsets)[valid])] = values
         return flat, offsets, mask
 
     def read_windows(
@@ -242,8 +226,7 @@ class CacheReader:
             raise CacheError(f"window out of range of split {split!r} ({index.num_tokens} tokens)")
         first = np.searchsorted(index.token_offsets, starts, side="right") - 1
         last = np.searchsorted(index.token_offsets, starts + length, side="left") - 1
-        counts = last - first + 1
-        needed = np.unique(np.repeat(last, counts) - _ragged_arange(counts))
+        needed = np.unique(ragged_arange(first, last - first + 1))
         flat, offsets, mask = self.take_rows(index.rows[needed])
         # rows of a split are taken in split order, so a window is contiguous in `flat`
         pos_of_needed = np.searchsorted(needed, first)
@@ -252,12 +235,3 @@ class CacheReader:
         # a window spanning a row that was not taken would break contiguity; `needed` holds every spanned row
         ids = flat[gather]
         return ids, (mask[gather] if mask is not None else None)
-
-
-def _ragged_arange(counts: np.ndarray) -> np.ndarray:
-    """For counts [2, 3] -> [1, 0, 2, 1, 0]: offsets back from each group's last element."""
-    total = int(counts.sum())
-    ends = np.cumsum(counts)
-    idx = np.arange(total)
-    group_end = np.repeat(ends, counts)
-    return group_end - 1 - idx

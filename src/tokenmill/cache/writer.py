@@ -23,6 +23,7 @@ import lance
 import pyarrow as pa
 
 from tokenmill.cache import store
+from tokenmill.cache.index import INDEX_DIR
 from tokenmill.cache.layout import TOKENS_DATASET
 
 LEDGER_DIR = "ledger"
@@ -153,5 +154,5 @@ class CacheCommitter:
 
     def reset(self) -> None:
         """Remove everything of a previous build (``--overwrite``)."""
-        for name in (TOKENS_DATASET, LEDGER_DIR, "index", "tokenizer", "manifest.json"):
+        for name in (TOKENS_DATASET, LEDGER_DIR, INDEX_DIR, "tokenizer", "manifest.json"):
             store.remove(store.join(self.cache, name), self.storage_options, recursive=True)

@@ -18,6 +18,9 @@ import numpy as np
 
 from tokenmill.cli._common import parse_key_values, print_json
 from tokenmill.errors import ConfigError
+from tokenmill.loader.layouts import LONG_DOCUMENTS, MODES
+from tokenmill.loader.streams import READS
+from tokenmill.sampling.mixture import POLICIES
 
 MASK_OPEN, MASK_CLOSE = "\u00ab", "\u00bb"
 
@@ -38,14 +41,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seq-len", type=int, required=True, help="tokens per sample")
     p.add_argument("--batch-size", type=int, required=True, help="global batch size (all ranks together)")
-    p.add_argument("--mode", choices=["windows", "packed", "padded"], default="windows")
+    p.add_argument("--mode", choices=MODES, default="windows")
     p.add_argument("--split", default="train", help="train or validation (default: train)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-shuffle", action="store_true", help="cache order instead of the seeded shuffle")
     p.add_argument("--weights", help="mixture weights, one per CACHE, e.g. 0.7,0.3")
-    p.add_argument(
-        "--policy", choices=["repeat", "stop"], default="repeat", help="when a mixed dataset runs out"
-    )
+    p.add_argument("--policy", choices=POLICIES, default="repeat", help="when a mixed dataset runs out")
     p.add_argument(
         "--rank", type=int, help="this process's rank (default: torch.distributed / $RANK, else 0)"
     )
@@ -63,8 +64,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--digest", action="store_true", help="print 'STEP HASH' per sample (hash of inputs+labels)"
     )
     out.add_argument("--json", action="store_true", help="print only a JSON summary with throughput")
-    p.add_argument("--read", choices=["auto", "memmap", "lance"], default="auto", help="how tokens are read")
-    p.add_argument("--long-documents", choices=["split", "truncate"], default="split", help="padded mode")
+    p.add_argument("--read", choices=READS, default="auto", help="how tokens are read")
+    p.add_argument("--long-documents", choices=LONG_DOCUMENTS, default="split", help="padded mode")
     p.add_argument(
         "--group-by-length", type=int, metavar="M", help="padded mode: length-grouped mega-batches"
     )

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from tokenmill.cli._common import human, parse_key_values, print_json
+from tokenmill.loader.layouts import MODES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seq-len", type=int, help="with --recipe: sample length (default: the recipe's, or 1024)"
     )
-    p.add_argument("--mode", choices=["windows", "packed", "padded"], help="with --recipe: sample mode")
+    p.add_argument("--mode", choices=MODES, help="with --recipe: sample mode")
     p.set_defaults(run=run)
 
 

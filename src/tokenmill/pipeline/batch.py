@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from tokenmill.errors import ConfigError
+from tokenmill.labels import IGNORE_INDEX
 from tokenmill.pipeline.base import Node, ParentStage, Stage, StateDict
 
-IGNORE_INDEX = -100
 _INT_COLUMNS = ("input_ids", "labels", "position_ids")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from tokenmill.pipeline.base import Node, Stage, StateDict, require
+from tokenmill.sampling.ragged import ragged_arange
 
 #: documents fetched per Lance ``take``
 READ_DOCS = 64
@@ -77,7 +78,7 @@ class CacheStage(Stage):
         docs = self._docs(np.arange(self.index, stop, dtype=np.int64))
         first, end = self.doc_first_row[docs], self.doc_end_row[docs]
         counts = end - first
-        local = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+        local = ragged_arange(first, counts)
         flat, offsets, mask = self.reader.take_rows(self.rows[local])
         flat = flat.astype(
             np.int32

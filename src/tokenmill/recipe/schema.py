@@ -32,10 +32,10 @@ from tokenmill.config import (
     option,
 )
 from tokenmill.errors import ConfigError
+from tokenmill.loader.layouts import MODES
 from tokenmill.recipe.layout import STATE_FILE
+from tokenmill.sampling.mixture import POLICIES
 
-MODES = ("windows", "packed", "padded")
-POLICIES = ("repeat", "stop")
 SAMPLES = ("first", "random")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 HF_KEYS = ("name", "config", "split", "revision", "data_files", "streaming")

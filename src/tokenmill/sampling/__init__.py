@@ -17,6 +17,7 @@ from tokenmill.sampling.permutation import (
     derive_key,
     epoch_permutation,
 )
+from tokenmill.sampling.ragged import ragged_arange
 from tokenmill.sampling.schedule import WeightSchedule
 from tokenmill.sampling.sharding import batch_positions, batches_per_epoch, check_world, rank_bounds
 from tokenmill.sampling.windows import RangePlan, locate, num_windows, plan_ranges, window_starts
@@ -43,6 +44,7 @@ __all__ = [
     "num_windows",
     "pack_documents",
     "plan_ranges",
+    "ragged_arange",
     "rank_bounds",
     "split_documents",
     "window_starts",

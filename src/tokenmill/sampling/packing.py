@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tokenmill.sampling.permutation import FeistelPermutation, derive_key
+from tokenmill.sampling.ragged import ragged_arange
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,7 @@ def split_documents(lengths: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.n
     n_pieces = np.maximum(1, -(-lengths // seq_len))
     n_pieces[lengths == 0] = 0
     doc = np.repeat(np.arange(lengths.size, dtype=np.int64), n_pieces)
-    first_piece = np.cumsum(n_pieces) - n_pieces
-    k = np.arange(doc.size, dtype=np.int64) - np.repeat(first_piece, n_pieces)
+    k = ragged_arange(0, n_pieces)
     start = k * seq_len
     length = np.minimum(seq_len, lengths[doc] - start)
     return doc, start, length

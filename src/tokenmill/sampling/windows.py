@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tokenmill.sampling.ragged import ragged_arange
+
 
 def num_windows(total_tokens: int, seq_len: int) -> int:
     """How many windows of ``seq_len + 1`` tokens (overlapping by one) fit in a stream of ``total_tokens``."""
@@ -57,20 +59,12 @@ class RangePlan:
 
     def flat_index(self) -> np.ndarray:
         """An int64 index into the flat tokens that lists every range's tokens one after the other."""
-        total = int(self.lengths.sum())
-        seg_base = np.cumsum(self.lengths) - self.lengths
-        return np.repeat(self.flat_starts - seg_base, self.lengths) + np.arange(total, dtype=np.int64)
+        return ragged_arange(self.flat_starts, self.lengths)
 
 
 def _union_of_intervals(first: np.ndarray, last: np.ndarray) -> np.ndarray:
     """Sorted unique integers covered by the closed intervals ``[first[k], last[k]]``."""
-    counts = last - first + 1
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    starts_in_out = np.cumsum(counts) - counts
-    covered = np.repeat(first - starts_in_out, counts) + np.arange(total, dtype=np.int64)
-    return np.unique(covered)
+    return np.unique(ragged_arange(first, last - first + 1))
 
 
 def plan_ranges(token_offsets: np.ndarray, starts: np.ndarray, lengths: np.ndarray | int) -> RangePlan:

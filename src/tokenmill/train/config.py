@@ -16,10 +16,11 @@ from typing import Any, ClassVar
 
 from tokenmill.config import Config, OptionError, load_config, merge, option, parse_overrides
 from tokenmill.errors import ConfigError
+from tokenmill.loader.layouts import MODES
+from tokenmill.sampling.mixture import POLICIES
 
 __all__ = ["TrainConfig", "load_train_config", "merge", "parse_overrides"]
 
-MODES = ("windows", "packed", "padded")
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -98,7 +99,7 @@ class TrainConfig(Config):
     seq_len: int = option(256, minimum=1)
     seed: int = 0
     shuffle: bool = True
-    mixture_policy: str = option("repeat", choices=("repeat", "stop"))
+    mixture_policy: str = option("repeat", choices=POLICIES)
     storage_options: dict | None = None
     # model
     model: str | dict = option(factory=lambda: {"type": "gpt2"}, check=_check_model)

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from tokenmill.errors import CacheError, ConfigError
+from tokenmill.labels import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 # Columns the model is given; anything else in a batch (cu_seqlens, ...) stays on the host.
 MODEL_COLUMNS = ("input_ids", "position_ids", "attention_mask")
 
