@@ -6,8 +6,6 @@ the position of a training run is one small number per epoch, and resuming it (o
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +14,7 @@ import numpy as np
 
 from tokenmill.cache import CacheReader, store
 from tokenmill.cache.index import materialize_stream, packing_plan, stream_dir
+from tokenmill.config import digest
 from tokenmill.errors import CacheError, ConfigError
 from tokenmill.loader.layouts import (
     LONG_DOCUMENTS,
@@ -30,10 +29,6 @@ from tokenmill.loader.layouts import (
 from tokenmill.loader.streams import READS, LanceStream, MemmapStream
 from tokenmill.sampling.grouping import group_order
 from tokenmill.sampling.permutation import epoch_permutation
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class TokenDataset:
@@ -124,7 +119,7 @@ class TokenDataset:
             )
         self.index = index
         manifest = self.reader.manifest
-        self._cache_identity = _digest(
+        self._cache_identity = digest(
             {
                 "identity": manifest.config.get("identity"),
                 "tokenizer": (manifest.tokenizer or {}).get("fingerprint"),
