@@ -109,6 +109,56 @@ def _bad_files(ctx: Ctx) -> Pipeline:
     return Pipeline.from_files(files, repeat=True, n_active_shards=2, on_error="skip")
 
 
+class _PrefetchedLoader:
+    """The loader's batches read ahead as tensors: tokenmill.torch.PrefetchIterator over a resumed BatchIterator."""
+
+    def __init__(self, cache: str, batch: int) -> None:
+        from tokenmill.loader import TokenDataset
+
+        self.dataset, self.batch = TokenDataset(cache, seq_len=128, seed=3), batch
+
+    def iter(self, state=None):
+        from tokenmill.loader import BatchIterator
+        from tokenmill.torch import PrefetchIterator
+
+        batches = BatchIterator(self.dataset, self.batch, rank=0, world_size=1)
+        if state is not None:
+            batches.load_state_dict(state)
+        return PrefetchIterator(batches, depth=3, workers=2)
+
+
+def _loader_epochs(ctx: Ctx, batch: int = 16) -> dict[str, Any]:
+    from tokenmill.loader import TokenDataset
+
+    per_epoch = len(TokenDataset(ctx.cache, seq_len=128)) // batch
+    assert per_epoch >= 3, "the fixture cache is too small to cross epochs"
+    return {"epoch_length": per_epoch, "max_items": 2 * per_epoch + 3}
+
+
+def _prefetched_loader(ctx: Ctx) -> Any:
+    pytest.importorskip("torch")
+    return _PrefetchedLoader(ctx.cache, 16), _loader_epochs(ctx)
+
+
+def _trainer_data(ctx: Ctx) -> Any:
+    pytest.importorskip("torch")
+    from tokenmill.train.config import TrainConfig
+    from tokenmill.train.data import make_stream
+
+    config = TrainConfig(data=ctx.cache, seq_len=128, global_batch_size=16, shuffle=True, prefetch=2)
+    return make_stream(config, None, 0, 1).batches, _loader_epochs(ctx)
+
+
+def _hf_chunks(ctx: Ctx, pipeline: bool) -> Any:
+    pytest.importorskip("transformers")
+    from tokenmill.loader import TokenDataset
+    from tokenmill.train.hf import _chunks
+
+    if pipeline:
+        return _chunks(tokens(repeat=True).concat_chunk(8), 4), {"max_items": 60}
+    return _chunks(TokenDataset(ctx.cache, seq_len=128, seed=2), 16), _loader_epochs(ctx)
+
+
 def _to_torch(ctx: Ctx) -> Any:
     pytest.importorskip("torch")
     return tokens(repeat=True).concat_chunk(16).batch(2).to_torch()
@@ -179,7 +229,21 @@ CATALOGUE: dict[str, Entry] = {
     "shard": (lambda c: tokens(repeat=True).shard(1, 3), {"max_items": 40, "epoch_length": 10}),
     "cache": (lambda c: texts(c.documents).tokenize(c.tok).cache(str(c.tmp / "piped")).repeat(2), {}),
     "to_torch": (_to_torch, {"max_items": 40}),
+    # the loader's batches through the torch prefetch, the trainer's data and the HF Trainer adapter's chunks
+    "torch.PrefetchIterator": (_prefetched_loader, {}),
+    "train.data.make_stream": (_trainer_data, {}),
+    "train.hf(loader)": (lambda c: _hf_chunks(c, pipeline=False), {}),
+    "train.hf(pipeline)": (lambda c: _hf_chunks(c, pipeline=True), {}),
 }
+
+
+def _build(name: str, ctx: Ctx) -> tuple[Any, dict[str, Any]]:
+    build, options = CATALOGUE[name]
+    made = build(ctx)
+    if isinstance(made, tuple):  # the entry computed more options from its data
+        return made[0], {**options, **made[1]}
+    return made, options
+
 
 # Pipeline members that are not stages
 NOT_STAGES = {"iter", "signature", "tokenizer", "node"}
@@ -192,8 +256,8 @@ def ctx(tmp_path_factory, jsonl_shards, documents, tokenizer_path) -> Ctx:
 
 @pytest.mark.parametrize("name", sorted(CATALOGUE))
 def test_resumes(name, ctx):
-    build, options = CATALOGUE[name]
-    items = assert_resumes(build(ctx), **options)
+    description, options = _build(name, ctx)
+    items = assert_resumes(description, **options)
     assert items, f"{name}: the catalogue entry yields nothing, so it tests nothing"
 
 
@@ -224,8 +288,8 @@ def _iterators_in(it: Any) -> set[type]:
 
 def _library_iterators() -> set[type]:
     for info in pkgutil.walk_packages(tokenmill.__path__, "tokenmill."):
-        if info.name.startswith(("tokenmill.train", "tokenmill.cli")):
-            continue  # the trainer's data is checked in test_train; the CLI holds no iterator
+        if info.name.startswith("tokenmill.cli"):
+            continue  # the command line holds no iterator of its own
         try:
             importlib.import_module(info.name)
         except ImportError:  # an optional dependency that is not installed
@@ -243,8 +307,8 @@ def _library_iterators() -> set[type]:
 
 def test_every_library_iterator_is_in_the_catalogue(ctx):
     covered: set[type] = set()
-    for build, _ in CATALOGUE.values():
-        description = build(ctx)
+    for name in CATALOGUE:
+        description, _ = _build(name, ctx)
         it = description.iter()
         try:
             next(it, None)  # some stages open their parents lazily

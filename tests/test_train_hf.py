@@ -143,3 +143,19 @@ def test_resume_refuses_replay_and_missing_state(cache, tmp_path):
     (tmp_path / "a" / "checkpoint-3" / DATA_STATE_FILE).unlink()
     with pytest.raises(StateError, match="does not exist"):
         run_trainer(cache, tmp_path / "a", "windows", resume=str(tmp_path / "a" / "checkpoint-3"))
+
+
+def test_the_dataset_position_of_a_pipeline_source(cache):
+    """A pipeline of samples goes through the same code path: the state after k chunks resumes at sample 4k."""
+    from tokenmill.pipeline import Pipeline
+    from tokenmill.train.hf import TokenmillTrainerDataset
+
+    pipe = Pipeline.from_cache(str(cache)).concat_chunk(32)
+    full = [s["input_ids"].tolist() for s in TokenmillTrainerDataset(pipe, chunk=4)]
+    data = TokenmillTrainerDataset(pipe, chunk=4)
+    data.restart(None)
+    head = [s["input_ids"].tolist() for _, s in zip(range(12), data)]
+    assert head == full[:12]
+    state = data.state_at(8)
+    data.restart(state)
+    assert [s["input_ids"].tolist() for s in data] == full[8:]

@@ -17,9 +17,7 @@ Two ways to feed a training loop:
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -35,6 +33,7 @@ from tokenmill.loader import (
     cu_seqlens_from_position_ids,
     resolve_world,
 )
+from tokenmill.state import Prefetch, ResumableIterator
 
 Source = TokenDataset | Mixture
 
@@ -206,12 +205,15 @@ def make_dataloader(dataset: Dataset, *, num_workers: int = 0, **kwargs: Any) ->
     return DataLoader(dataset, num_workers=num_workers, **kwargs)
 
 
-class PrefetchIterator:
+class PrefetchIterator(ResumableIterator[dict[str, Any]]):
     """Batches of a :class:`BatchIterator` as tensors, read ``depth`` steps ahead by ``workers`` threads.
 
-    ``pin_memory`` (default: when CUDA is available) pins the host tensors so ``device`` copies are asynchronous.
-    ``state_dict()`` is the state after the last batch returned by ``next()``: batches read ahead but not yet
-    handed out are not counted, so saving it in a checkpoint and resuming yields exactly the next batch.
+    The batch plans (which samples) are computed in one background thread and the reads run in ``workers``
+    threads, through the one prefetch of :mod:`tokenmill.state`, which hands each batch out with the loader state
+    right after it. ``state_dict()`` is therefore the state after the last batch returned by ``next()``: batches
+    read ahead are not counted, so a checkpoint resumes exactly at the next batch. To resume, open the
+    ``BatchIterator`` from the saved state and wrap it again. ``pin_memory`` (default: when CUDA is available)
+    pins the host tensors so ``device`` copies are asynchronous.
     """
 
     def __init__(
@@ -227,14 +229,16 @@ class PrefetchIterator:
         if depth < 1 or workers < 1:
             raise ConfigError("PrefetchIterator needs depth >= 1 and workers >= 1")
         self.batches = batches
-        self.depth = depth
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.device = device
         self.transform = transform
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tokenmill-prefetch")
-        self._queue: deque[tuple[BatchPlan, Future]] = deque()
-        self._state = batches.state_dict()
-        self._done = False
+        self._prefetch: Prefetch[BatchPlan, dict[str, Any]] = Prefetch(
+            self._plans(), batches.state_dict(), depth=depth, fn=self._load, workers=workers
+        )
+
+    def _plans(self) -> Iterator[tuple[BatchPlan, dict[str, Any]]]:
+        while (plan := self.batches.next_plan()) is not None:
+            yield plan, plan.state
 
     def _load(self, plan: BatchPlan) -> dict[str, Any]:
         batch = self.batches.fetch(plan)
@@ -242,25 +246,8 @@ class PrefetchIterator:
             batch = self.transform(batch)
         return to_tensors(batch, pin_memory=self.pin_memory)
 
-    def _fill(self) -> None:
-        while not self._done and len(self._queue) < self.depth:
-            plan = self.batches.next_plan()
-            if plan is None:
-                self._done = True
-                break
-            self._queue.append((plan, self._pool.submit(self._load, plan)))
-
-    def __iter__(self) -> PrefetchIterator:
-        return self
-
-    def __next__(self) -> dict[str, Any]:
-        self._fill()
-        if not self._queue:
-            raise StopIteration
-        plan, future = self._queue.popleft()
-        batch = future.result()
-        self._state = plan.state
-        self._fill()
+    def next(self) -> dict[str, Any]:
+        batch = self._prefetch.next()
         if self.device is not None:
             batch = {
                 k: (v.to(self.device, non_blocking=self.pin_memory) if isinstance(v, torch.Tensor) else v)
@@ -268,40 +255,8 @@ class PrefetchIterator:
             }
         return batch
 
-    def _drain(self) -> None:
-        for _, future in self._queue:
-            future.cancel()
-        for _, future in self._queue:
-            if not future.cancelled():
-                try:
-                    future.result()
-                except Exception:  # noqa: BLE001 - a read-ahead that is thrown away anyway
-                    pass
-        self._queue.clear()
-        self._done = False
+    def get_state(self) -> dict[str, Any]:
+        return dict(self._prefetch.state)
 
-    def state_dict(self) -> dict[str, Any]:
-        return dict(self._state)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._drain()
-        self.batches.load_state_dict(state)
-        self._state = self.batches.state_dict()
-
-    def skip(self, n_batches: int) -> None:
-        """Skip ``n_batches`` after the last one handed out (read-ahead is discarded)."""
-        state = self.state_dict()
-        self._drain()
-        self.batches.load_state_dict(state)
-        self.batches.skip(n_batches)
-        self._state = self.batches.state_dict()
-
-    def close(self) -> None:
-        self._drain()
-        self._pool.shutdown(wait=True)
-
-    def __enter__(self) -> PrefetchIterator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def release(self) -> None:
+        self._prefetch.close()

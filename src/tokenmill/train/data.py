@@ -1,6 +1,7 @@
 """The trainer's data: this rank's batches from the loader (or a streaming pipeline), fetched ahead in a thread.
 
-A *stream* opens a resumable iterator of this rank's part of each global batch. The loader's iterator
+The training data is a :class:`DataStream`: a description (the one contract of :mod:`tokenmill.state`) whose
+``iter(state)`` yields this rank's part of each global batch, whatever feeds it. The loader's iterator
 (``tokenmill.loader.BatchIterator``) computes global batch ``g`` from (seed, order, global batch size) alone and
 hands rank ``r`` its slice, so its state is the same on every rank and a run resumed on another number of
 processes continues with the same samples. A pipeline is sharded per rank instead, so its states differ by rank
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ import torch
 
 from tokenmill.errors import CacheError, ConfigError
 from tokenmill.labels import IGNORE_INDEX
+from tokenmill.state import Resumable, ResumableIterator
 
 # Columns the model is given; anything else in a batch (cu_seqlens, ...) stays on the host.
 MODEL_COLUMNS = ("input_ids", "position_ids", "attention_mask")
@@ -93,9 +94,8 @@ def _tensors(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
 class Feed:
     """This rank's batches as int64 tensors with the data state after each and the time the loop waited."""
 
-    def __init__(self, iterator: Iterator[Any], labels_shifted: bool) -> None:
+    def __init__(self, iterator: ResumableIterator[Any]) -> None:
         self.iterator = iterator
-        self.labels_shifted = labels_shifted
 
     def next(self) -> Fetched:
         t0 = time.perf_counter()
@@ -104,90 +104,79 @@ class Feed:
         return Fetched(_tensors(batch), self.iterator.state_dict(), wait)
 
     def close(self) -> None:
-        close = getattr(self.iterator, "close", None)
-        if close is not None:
-            close()
+        self.iterator.close()
 
 
-# ------------------------------------------------------------------------------------------------ streams
+@dataclass(frozen=True)
+class DataStream:
+    """The training data: a description whose ``iter(state)`` yields this rank's batches, read ahead.
 
-
-class LoaderStream:
-    """This rank's slice of each global batch of the loader (one cache, or a mixture of caches).
-
-    Batches are read ahead by :class:`tokenmill.torch.PrefetchIterator` (threads; pinned memory on CUDA); its
-    ``state_dict()`` is the position after the last batch handed to the loop. Labels are the loader's: already
-    shifted (``labels[t]`` is the target of input ``t``).
+    ``world_size_invariant``: the same state resumes on any number of ranks (the loader's), or only on the world
+    size that saved it (a pipeline sharded per rank). ``labels_shifted``: ``labels[t]`` is already the target of
+    input ``t`` (the loader's), or aligned with the inputs as Hugging Face models expect (the pipeline's).
     """
 
-    world_size_invariant = True
-    labels_shifted = True
+    batches: Resumable[Any]
+    world_size_invariant: bool
+    labels_shifted: bool
 
-    def __init__(self, config, rank: int, world_size: int) -> None:
-        self.config = config
-        self.rank = rank
-        self.world_size = world_size
+    def open(self, state: dict[str, Any] | None) -> Feed:
+        return Feed(self.batches.iter(state))
 
-    def batches(self, state: dict[str, Any] | None):
+
+@dataclass(frozen=True)
+class LoaderBatches:
+    """This rank's slice of each global batch of the loader (one cache, or a mixture of caches), as a description.
+
+    Its iterator is :class:`tokenmill.torch.PrefetchIterator` over the loader's ``BatchIterator``: threads read
+    ahead (pinned memory on CUDA) and convert to the model's columns there; the state is the position after the
+    last batch handed to the loop, the same on every rank.
+    """
+
+    config: Any
+    rank: int
+    world_size: int
+    pin_memory: bool = False
+
+    def iter(self, state: dict[str, Any] | None = None) -> ResumableIterator[dict[str, Any]]:
         from tokenmill.loader import BatchIterator
+        from tokenmill.torch import PrefetchIterator
 
-        it = BatchIterator(
-            open_dataset(self.config, split="train", shuffle=self.config.shuffle),
-            self.config.global_batch_size,
+        config = self.config
+        batches = BatchIterator(
+            open_dataset(config, split="train", shuffle=config.shuffle),
+            config.global_batch_size,
             rank=self.rank,
             world_size=self.world_size,
         )
         if state is not None:
-            it.load_state_dict(state)
-        return it
-
-    def open(self, state: dict[str, Any] | None, pin_memory: bool = False) -> Feed:
-        from tokenmill.torch import PrefetchIterator
-
-        depth = max(1, self.config.prefetch)
-        it = PrefetchIterator(
-            self.batches(state),
-            depth=depth,
-            workers=min(2, depth),
-            pin_memory=pin_memory,
-            transform=model_columns,
+            batches.load_state_dict(state)
+        depth = max(1, config.prefetch)
+        return PrefetchIterator(
+            batches, depth=depth, workers=min(2, depth), pin_memory=self.pin_memory, transform=model_columns
         )
-        return Feed(it, self.labels_shifted)
 
 
-class PipelineStream:
-    """A streaming :class:`tokenmill.pipeline.Pipeline` that yields batches; sharded per rank when distributed.
+def make_stream(config, data: Any, rank: int, world_size: int, pin_memory: bool = False) -> DataStream:
+    """The training stream: ``data`` (a :class:`DataStream`, or a ``Pipeline`` yielding batches) when given, else
+    the loader on the config's caches."""
+    from tokenmill.pipeline import Pipeline
 
-    The pipeline's own ``prefetch`` stage reads ahead in a thread. Its ``batch`` stage makes labels in the Hugging
-    Face convention (aligned with the inputs), so the trainer shifts them.
-    """
-
-    world_size_invariant = False
-    labels_shifted = False
-
-    def __init__(self, pipeline, rank: int, world_size: int, prefetch: int = 2) -> None:
-        if world_size > 1:
-            pipeline = pipeline.shard(rank, world_size)
-        self.pipeline = pipeline.map(model_columns).prefetch(max(1, prefetch))
-        self.rank = rank
-        self.world_size = world_size
-
-    def open(self, state: dict[str, Any] | None, pin_memory: bool = False) -> Feed:
-        return Feed(self.pipeline.iter(state_dict=state), self.labels_shifted)
-
-
-def make_stream(config, data: Any, rank: int, world_size: int):
-    """The training stream: ``data`` when the caller passes a pipeline or stream, else the loader on the config."""
     if data is None:
         if config.data is None:
             raise ConfigError("no training data: set 'data' in the config or pass --data CACHE")
-        return LoaderStream(config, rank, world_size)
-    if hasattr(data, "open") and hasattr(data, "world_size_invariant"):
+        batches = LoaderBatches(config, rank, world_size, pin_memory)
+        return DataStream(batches, world_size_invariant=True, labels_shifted=True)
+    if isinstance(data, DataStream):
         return data
-    if hasattr(data, "iter") and hasattr(data, "signature"):
-        return PipelineStream(data, rank, world_size, config.prefetch)
+    if isinstance(data, Pipeline):
+        # sharded per rank; the pipeline's batch stage makes labels aligned with the inputs
+        pipeline = data.shard(rank, world_size) if world_size > 1 else data
+        batches = pipeline.map(model_columns).prefetch(max(1, config.prefetch))
+        return DataStream(batches, world_size_invariant=False, labels_shifted=False)
     raise ConfigError(
-        f"data must be a tokenmill Pipeline (yielding batches) or None (the loader on the config), got {type(data)}"
+        f"data must be a tokenmill Pipeline (yielding batches), a DataStream, or None (the loader on the config), "
+        f"got {type(data).__name__}"
     )
 
 

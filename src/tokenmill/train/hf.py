@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import torch
 from transformers import TrainerCallback
 
 from tokenmill.errors import ConfigError, StateError
+from tokenmill.state import Resumable, ResumableIterator, with_states
 
 DATA_STATE_FILE = "tokenmill_data_state.json"
 STATE_FORMAT = "tokenmill.hf-trainer/1"
@@ -42,20 +44,49 @@ _MODEL = ("input_ids", "labels", "attention_mask", "position_ids")
 _RING = 1024
 
 
-def _open_loader(source: Any, chunk: int, state: dict[str, Any] | None):
-    """An iterator of batches with ``state_dict()``: the loader's BatchIterator over a dataset, or a pipeline."""
-    if _is_pipeline(source):  # a tokenmill Pipeline yielding samples
-        return source.iter(state_dict=state)
-    from tokenmill.loader import BatchIterator
+@dataclass(frozen=True)
+class _LoaderChunks:
+    """The loader's batches of ``chunk`` samples over a dataset or mixture, as a description (``iter(state)``)."""
 
-    it = BatchIterator(source, chunk, rank=0, world_size=1)
-    if state is not None:
-        it.load_state_dict(state)
-    return it
+    source: Any
+    chunk: int
+
+    def iter(self, state: dict[str, Any] | None = None) -> ResumableIterator[dict[str, Any]]:
+        from tokenmill.loader import BatchIterator
+
+        it = BatchIterator(self.source, self.chunk, rank=0, world_size=1)
+        if state is not None:
+            it.load_state_dict(state)
+        return _LoaderChunkIterator(it)
 
 
-def _is_pipeline(source: Any) -> bool:
-    return hasattr(source, "iter") and hasattr(source, "signature")
+class _LoaderChunkIterator(ResumableIterator[dict[str, Any]]):
+    def __init__(self, batches: Any) -> None:
+        self.batches = batches
+
+    def next(self) -> dict[str, Any]:
+        return next(self.batches)
+
+    def get_state(self) -> dict[str, Any]:
+        return self.batches.state_dict()
+
+
+def _chunks(source: Any, chunk: int) -> Resumable[Any]:
+    """``source`` as a description of chunks of ``chunk`` samples: a pipeline's samples grouped into lists, or
+    the loader's batches. Everything downstream is one code path over chunks."""
+    from tokenmill.pipeline import Pipeline
+
+    if isinstance(source, Pipeline):
+        return source.batch(chunk, collate_fn=list)
+    return _LoaderChunks(source, chunk)
+
+
+def _rows(chunk: Any) -> list[dict[str, Any]]:
+    """The samples of a chunk (a list of samples, or a batch of arrays), with the columns the collator uses."""
+    if isinstance(chunk, list):
+        return [{k: np.asarray(s[k]) for k in _KEEP if s.get(k) is not None} for s in chunk]
+    keys = [k for k in _KEEP if chunk.get(k) is not None]
+    return [{k: chunk[k][i] for k in keys} for i in range(len(chunk["input_ids"]))]
 
 
 class TokenmillTrainerDataset(torch.utils.data.IterableDataset):
@@ -66,23 +97,23 @@ class TokenmillTrainerDataset(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, source: Any, chunk: int = 8) -> None:
+        from tokenmill.pipeline import Pipeline
+
         super().__init__()
         self.source = source
-        self.labels_shifted = not _is_pipeline(source)
+        self.labels_shifted = not isinstance(source, Pipeline)
         self.chunk = chunk
         self.start_state: dict[str, Any] | None = None  # where the current run began
         self.produced = 0  # samples produced since start_state
         self._states: collections.OrderedDict[int, dict[str, Any] | None] = collections.OrderedDict()
-        self._iterator = None
+        self._iterator: Any = None
 
     def restart(self, state: dict[str, Any] | None, chunk: int | None = None) -> None:
         """Start producing from ``state`` (None: the beginning) in chunks of ``chunk`` samples."""
         if chunk is not None:
             self.chunk = int(chunk)
         if self._iterator is not None:
-            close = getattr(self._iterator, "close", None)
-            if close:
-                close()
+            self._iterator.close()
         self._iterator = None
         self.start_state = state
         self.produced = 0
@@ -99,31 +130,22 @@ class TokenmillTrainerDataset(torch.utils.data.IterableDataset):
             )
         return self._states[samples]
 
-    def _remember(self) -> None:
-        self._states[self.produced] = json.loads(json.dumps(self._iterator.state_dict()))
-        while len(self._states) > _RING:
-            self._states.popitem(last=False)
-
     def __iter__(self):
         if torch.utils.data.get_worker_info() is not None:
             raise ConfigError(
                 "TokenmillTrainerDataset keeps its position in the main process: use num_workers=0"
             )
         if self._iterator is None:
-            self._iterator = _open_loader(self.source, self.chunk, self.start_state)
-        is_pipeline = _is_pipeline(self.source)
-        for batch in self._iterator:
-            if is_pipeline:
-                yield {k: np.asarray(batch[k]) for k in _KEEP if batch.get(k) is not None}
-                self.produced += 1
-                if self.produced % self.chunk == 0:
-                    self._remember()
-                continue
-            n = len(batch["input_ids"])
-            for i in range(n):
-                yield {k: batch[k][i] for k in _KEEP if batch.get(k) is not None}
-            self.produced += n
-            self._remember()
+            self._iterator = _chunks(self.source, self.chunk).iter(self.start_state)
+        # each chunk comes with the state right after it (tokenmill.state.with_states); the Trainer's DataLoader
+        # reads ahead, so states are kept by sample count until the callback asks for the one it consumed
+        for chunk, state in with_states(self._iterator):
+            rows = _rows(chunk)
+            yield from rows
+            self.produced += len(rows)
+            self._states[self.produced] = json.loads(json.dumps(state))
+            while len(self._states) > _RING:
+                self._states.popitem(last=False)
 
 
 class TokenmillCollator:

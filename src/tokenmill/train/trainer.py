@@ -169,7 +169,9 @@ class Run:
         self.checkpoint = ckpt.resolve_checkpoint(resume, self.run_dir)
         self.saved = ckpt.read_trainer_state(self.checkpoint) if self.checkpoint else None
         self.micro_batch, self.accum = config.micro_batches(self.world.world_size)
-        self.stream = make_stream(config, data, self.world.rank, self.world.world_size)
+        self.stream = make_stream(
+            config, data, self.world.rank, self.world.world_size, pin_memory=self.world.device.type == "cuda"
+        )
         if self.saved is not None:
             check_resume_config(self.saved["config"], config, self.world, self.stream)
             if not self.stream.world_size_invariant and self.saved["world_size"] != self.world.world_size:
@@ -373,7 +375,7 @@ class Run:
             log.message(f"nothing to do: step {self.step} >= max_steps {max_steps}")
             log.close()
             return result
-        feed = self.stream.open(self.data_state, pin_memory=self.device.type == "cuda")
+        feed = self.stream.open(self.data_state)
         self.model.train()
         self._window = _Window(self.device)
         try:
