@@ -240,7 +240,7 @@ def test_points_as_written_resolve_to_samples():
     "points, message",
     [
         ([], "list of points"),
-        ([{"at": 5, "weights": {"web": 1}}], "must be at 0"),
+        ([{"at": 5, "weights": {"web": 1}}], "first point must be at 0"),
         ([{"at": 0, "weights": {"wbe": 1}}], "unknown source.*wbe.*sources: web, code"),
         ([{"at": 0, "weights": {"web": -1}}], "weight of web must be a number >= 0"),
         ([{"at": 0, "weights": {"web": 0}}], "at least one weight"),

@@ -67,19 +67,30 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from tokenmill.recipe import load_recipe, plot_shares, recipe_report
+    from tokenmill.recipe import load_recipe, plot_schedule, plot_shares, recipe_report
 
     recipe = load_recipe(args.recipe)
-    report = recipe_report(recipe, args.output or args.cache, seq_len=args.seq_len, mode=args.mode)
+    report = recipe_report(
+        recipe,
+        args.output or args.cache,
+        seq_len=args.seq_len,
+        mode=args.mode,
+        global_batch_size=getattr(args, "global_batch_size", None),
+        steps=getattr(args, "steps", None),
+    )
     if args.plot:
-        plot_shares(report, args.plot)
+        if "schedule" in report:
+            plot_schedule(report, args.plot, run=getattr(args, "run_dir", None))
+        else:
+            plot_shares(report, args.plot)
     if args.json:
         print_json(report)
         return 0
     print(
         f"recipe     {report['recipe'] or args.recipe}  ->  {report['output']}\n"
-        f"mixture    {report['mode']}, seq_len {report['seq_len']}, policy {report['policy']}: one pass is "
-        f"{report['samples_per_pass']} samples, {human(report['tokens_per_pass'])} tokens"
+        f"mixture    {report['mode']}, seq_len {report['seq_len']}, policy {report['policy']}: "
+        + ("the planned run is " if "schedule" in report else "one pass is ")
+        + f"{report['samples_per_pass']} samples, {human(report['tokens_per_pass'])} tokens"
     )
     print(
         f"  {'source':<12} {'weight':>7} {'documents':>10} {'tokens':>10} {'trained':>10} "
@@ -88,12 +99,38 @@ def run_inspect(args: argparse.Namespace) -> int:
     for r in report["sources"]:
         val = r["validation"]
         print(
-            f"  {r['name']:<12} {r['weight']:>7.3g} {r['documents']:>10} {human(r['tokens']):>10} "
+            f"  {r['name']:<12} {'sched' if r['weight'] is None else format(r['weight'], '.3g'):>7} {r['documents']:>10} {human(r['tokens']):>10} "
             f"{human(r['trained_tokens']):>10} {r['natural_share']:>7.1%} {r['token_share']:>7.1%} "
             f"{r['trained_token_share']:>8.1%} {r['epochs_per_pass']:>11.3g}  "
             f"{val['documents']} docs, {human(val['tokens'])} tokens"
         )
     print("  stored: share of the stored tokens; seen: share of the tokens the model sees under the weights")
+    if "schedule" in report:
+        print_schedule(report["schedule"])
     if args.plot:
         print(f"chart      {args.plot}")
     return 0
+
+
+def print_schedule(plan: dict) -> None:
+    """Per schedule segment: each source's share at its ends, samples, tokens, epochs in it and so far."""
+    unit = "steps" if plan["unit"] == "step" else "tokens"
+    batch = f", global batch {plan['global_batch_size']}" if plan["unit"] == "step" else ""
+    print(f"schedule   by {unit}{batch}: {len(plan['segments'])} segment(s) to {human(plan['end'])} {unit}")
+    print(
+        f"  {unit:<17} {'shape':<8} {'source':<12} {'share':>13} {'samples':>10} {'tokens':>9} "
+        f"{'epochs':>7} {'so far':>7}"
+    )
+    for seg in plan["segments"]:
+        span = f"{human(seg['from'])}-{human(seg['to'])}"
+        for i, r in enumerate(seg["sources"]):
+            share = f"{r['share_start']:.2f}" + (
+                f"->{r['share_end']:.2f}" if abs(r["share_end"] - r["share_start"]) > 5e-3 else ""
+            )
+            print(
+                f"  {span if i == 0 else '':<17} {seg['segment'] if i == 0 else '':<8} {r['name']:<12} "
+                f"{share:>13} {round(r['samples']):>10} {human(r['tokens']):>9} {r['epochs']:>7.3g} "
+                f"{r['epochs_so_far']:>7.3g}"
+            )
+    if not plan["segments"]:
+        print("  (one point: constant weights; pass --steps N to see what a run of N steps reads)")

@@ -27,6 +27,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--seq-len", type=int, help="with --recipe: sample length (default: the recipe's, or 1024)"
     )
     p.add_argument("--mode", choices=MODES, help="with --recipe: sample mode")
+    p.add_argument(
+        "--global-batch-size",
+        type=int,
+        help="with --recipe: samples per global step, to place a schedule's points given in steps",
+    )
+    p.add_argument(
+        "--steps", type=int, help="with --recipe: the run's length in global steps (ends the plan)"
+    )
+    p.add_argument(
+        "--run",
+        dest="run_dir",
+        metavar="RUN_DIR",
+        help="with --recipe --plot: a training run whose metrics.jsonl adds the realised shares",
+    )
     p.set_defaults(run=run)
 
 

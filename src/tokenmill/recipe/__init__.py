@@ -27,7 +27,7 @@ from __future__ import annotations
 from tokenmill.recipe.build import ALL_DOCUMENTS, CacheResult, RecipeSummary, prepare_recipe
 from tokenmill.recipe.inputs import SourceInputs, check_inputs
 from tokenmill.recipe.layout import STATE_FILE, STATE_FORMAT, VALIDATION_SUFFIX, cache_path
-from tokenmill.recipe.plot import plot_shares
+from tokenmill.recipe.plot import plot_schedule, plot_shares
 from tokenmill.recipe.read import recipe_caches, recipe_datasets, recipe_mixture, source_split
 from tokenmill.recipe.report import recipe_report
 from tokenmill.recipe.schema import (
@@ -75,6 +75,7 @@ __all__ = [
     "is_recipe",
     "load_recipe",
     "parse_recipe",
+    "plot_schedule",
     "plot_shares",
     "prepare_recipe",
     "recipe_caches",

@@ -50,7 +50,7 @@ def recipe_datasets(
     for spec in recipe.sources:
         if split == "validation" and not spec.has_validation:
             continue
-        if split == "train" and spec.weight <= 0:
+        if split == "train" and not recipe.trains_on(spec.name):
             continue
         cache, cache_split = source_split(recipe, output, spec.name, split)
         so = spec.prepare.get("storage_options") or storage_options or recipe.storage_options
@@ -85,11 +85,16 @@ def recipe_mixture(
     split: str = "train",
     seed: int | None = None,
     shuffle: bool = True,
+    global_batch_size: int | None = None,
     **options: Any,
 ):
     """The recipe's sources mixed by their weights: a :class:`tokenmill.loader.Mixture` (batches carry
     ``source``, the index into ``mixture.names``). For ``split="validation"`` every source with validation data
-    takes part, weighted the same way (a source of weight 0 counts as much as the smallest positive weight)."""
+    takes part, weighted the same way (a source of weight 0 counts as much as the smallest positive weight).
+
+    With a ``schedule`` the train mixture follows it; its points in steps are placed with ``global_batch_size``
+    (the trainer's, or ``tokenmill batches --batch-size``). Validation then weighs every source alike: the
+    trainer reports each source's validation loss on its own."""
     from tokenmill.loader import Mixture
 
     if not isinstance(recipe, Recipe):
@@ -97,6 +102,23 @@ def recipe_mixture(
     datasets = recipe_datasets(
         recipe, output, seq_len=seq_len, mode=mode, split=split, seed=seed, shuffle=shuffle, **options
     )
+    if recipe.schedule is not None:
+        if split == "train":
+            return Mixture(
+                datasets,
+                schedule=recipe.schedule,
+                global_batch_size=global_batch_size,
+                policy=recipe.policy,
+                seed=recipe.seed if seed is None else seed,
+                shuffle=shuffle,
+            )
+        return Mixture(
+            [(d, 1.0) for d in datasets.values()],
+            names=list(datasets),
+            policy=recipe.policy,
+            seed=recipe.seed if seed is None else seed,
+            shuffle=shuffle,
+        )
     weights = [recipe.source(n).weight for n in datasets]
     positive = [w for w in weights if w > 0]
     floor = min(positive) if positive else 1.0
@@ -115,6 +137,8 @@ def recipe_caches(recipe: Recipe, output: str | None = None, split: str = "train
     output = output_of(recipe, output)
     out = []
     for spec in recipe.sources:
-        if (split == "train" and spec.weight > 0) or (split == "validation" and spec.has_validation):
+        if (split == "train" and recipe.trains_on(spec.name)) or (
+            split == "validation" and spec.has_validation
+        ):
             out.append(source_split(recipe, output, spec.name, split)[0])
     return out

@@ -7,8 +7,9 @@ prepare options (validation, budgets, sample, dedup, ...), :class:`FormatConfig`
 recipe only maps their errors back to the key the user wrote (``max_tokens`` of a source is prepare's
 ``max_total_tokens``; ``max_document_tokens`` is the format's ``max_tokens``).
 
-To add a top-level option (a ``schedule:``, say), add a field to :class:`Recipe` with its rule
-(:func:`tokenmill.config.option`); :data:`TOP_KEYS` follows the fields.
+To add a top-level option, add a field to :class:`Recipe` with its rule (:func:`tokenmill.config.option`);
+:data:`TOP_KEYS` follows the fields. ``schedule:`` (the weights over training progress) is checked against the
+sources by :func:`tokenmill.sampling.schedule.resolve_points`, its errors placed at the point's line.
 """
 
 from __future__ import annotations
@@ -129,6 +130,8 @@ class Recipe(Config):
     workers: int | None = option(None, minimum=0)
     trust_remote_code: bool = False
     storage_options: dict[str, str] | None = None  # for the output folder (and, merged, every source)
+    # the weights over training progress: [{at: STEP, weights: {NAME: W}, segment: linear|constant}, ...]
+    schedule: list | None = None
     path: str | None = None
 
     NOT_KEYS: ClassVar[tuple[str, ...]] = ("sources", "path")  # fields that are not top-level options
@@ -142,6 +145,13 @@ class Recipe(Config):
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.sources]
+
+    def trains_on(self, name: str) -> bool:
+        """Whether a source is in the train mixture: a positive weight, or with a schedule, a positive weight at
+        some point of it (a source of weight 0 throughout is prepared for validation only)."""
+        if self.schedule is None:
+            return self.source(name).weight > 0
+        return any(float(p.get("weights", {}).get(name, 0) or 0) > 0 for p in self.schedule)
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in dataclasses.asdict(self).items() if k != "sources"}
@@ -293,12 +303,38 @@ def parse_recipe(
                 f"sources.{name}", f"must be a mapping of options (urls or hf, weight, ...), got {raw!r}"
             )
         specs.append(_parse_source(name, raw, defaults, options["storage_options"], where, base, known))
-    if not any(s.weight > 0 for s in specs):
+    if options.get("schedule") is not None:
+        _check_schedule(options, data, [s.name for s in specs], where)
+    elif not any(s.weight > 0 for s in specs):
         raise where("sources", "every weight is 0: give at least one source a positive weight")
     try:
         return Recipe(tokenizer=tokenizer, sources=specs, path=path, **options)
     except OptionError as exc:
         raise where.locate(exc) from None
+
+
+def _check_schedule(options: dict[str, Any], data: dict[str, Any], names: list[str], where: Where) -> None:
+    """A schedule's points name known sources and move forward; with a schedule the weights are its alone."""
+    from tokenmill.sampling.schedule import ScheduleError, resolve_points
+
+    for name, raw in data["sources"].items():
+        if isinstance(raw, dict) and "weight" in raw:
+            raise where(
+                f"sources.{name}.weight", "the schedule gives the weights; remove the source's weight"
+            )
+    if "weight" in (data.get("defaults") or {}):
+        raise where("defaults.weight", "the schedule gives the weights; remove the default weight")
+    if options.get("policy", "repeat") != "repeat":
+        raise where(
+            "policy",
+            "a schedule mixes over the whole run, every source cycling through its own epochs ('repeat'); "
+            "bound the run by steps instead",
+        )
+    try:  # positions in steps or tokens are placed once the batch size is known; their order is checked now
+        resolve_points(options["schedule"], names, global_batch_size=1, seq_len=1)
+    except ScheduleError as exc:
+        key = "schedule" + ("" if exc.point is None else f".{exc.point}") + (f".{exc.key}" if exc.key else "")
+        raise where(key, exc.detail) from None
 
 
 def _parse_source(

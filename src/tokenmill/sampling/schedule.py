@@ -292,18 +292,70 @@ class WeightSchedule:
 POINT_KEYS = ("at", "tokens", "weights", "segment")
 
 
-def _number(value: object, where: str, what: str) -> float:
+class ScheduleError(ValueError):
+    """A schedule as written is wrong: ``point`` (its index, or None for the whole list) and ``key`` say where,
+    so a recipe can name the YAML line."""
+
+    def __init__(self, point: int | None, key: str | None, detail: str) -> None:
+        self.point, self.key, self.detail = point, key, detail
+        super().__init__(f"schedule point {point}: {detail}" if point is not None else f"schedule: {detail}")
+
+
+def _number(value: object, point: int, key: str, what: str) -> float:
     """A number, also from YAML 1.1's strings such as ``2e9`` (no dot: safe_load keeps it a string)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{where}: {what} must be a number, got {value!r}")
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise ValueError(f"{where}: {what} must be a number, got {value!r}") from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{where}: {what} must be a number >= 0, got {value!r}")
+            pass
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ScheduleError(point, key, f"{what} must be a number >= 0, got {value!r}")
     return value
+
+
+def _position(point: dict, i: int, unit: str, global_batch_size: int | None, seq_len: int | None) -> int:
+    value = _number(point[unit], i, unit, unit)
+    if unit == "at":
+        if int(value) != value:
+            raise ScheduleError(i, "at", f"at must be a whole global step, got {point['at']!r}")
+        if global_batch_size is None:
+            raise ScheduleError(None, None, "a schedule in steps ('at') needs the global batch size")
+        return int(value) * int(global_batch_size)
+    if seq_len is None:
+        raise ScheduleError(None, None, "a schedule in tokens needs seq_len to place its points")
+    return int(round(value / int(seq_len)))
+
+
+def _point(point: object, i: int, names: Sequence[str]) -> tuple[str, list[float], str]:
+    """(unit key, weights in ``names`` order, segment) of one point as written."""
+    if not isinstance(point, dict):
+        raise ScheduleError(i, None, f"a point is a mapping with 'at' and 'weights', got {point!r}")
+    unknown = sorted(str(k) for k in set(point) - set(POINT_KEYS))
+    if unknown:
+        raise ScheduleError(i, None, f"unknown key(s) {', '.join(unknown)}; known: {', '.join(POINT_KEYS)}")
+    given = [key for key in ("at", "tokens") if key in point]
+    if len(given) != 1:
+        raise ScheduleError(i, None, "needs exactly one of 'at' (global step) or 'tokens'")
+    weights = point.get("weights")
+    if not isinstance(weights, dict) or not weights:
+        raise ScheduleError(i, "weights", "must be a mapping of source name to weight, e.g. {web: 0.7}")
+    strange = sorted(str(n) for n in weights if n not in names)
+    if strange:
+        raise ScheduleError(
+            i, "weights", f"unknown source(s) {', '.join(strange)}; sources: {', '.join(names)}"
+        )
+    row = [_number(weights.get(n, 0.0), i, f"weights.{n}", f"the weight of {n}") for n in names]
+    if not any(row):
+        raise ScheduleError(i, "weights", "at least one weight must be positive")
+    segment = point.get("segment", "linear")
+    if segment not in SEGMENTS:
+        raise ScheduleError(i, "segment", f"segment must be one of {', '.join(SEGMENTS)}, got {segment!r}")
+    return given[0], [float(w) for w in row], segment
 
 
 def resolve_points(
@@ -317,59 +369,29 @@ def resolve_points(
     ``tokens:`` instead of ``at:``) -> points in samples, weights in ``names`` order (a name left out weighs 0).
 
     ``at`` counts global steps (batches of ``global_batch_size`` samples); ``tokens`` counts tokens read
-    (``seq_len`` per sample). Errors name the point and the key (``ValueError``; callers add file and line).
+    (``seq_len`` per sample). Errors are :class:`ScheduleError`, naming the point and the key.
     """
     if not isinstance(points, (list, tuple)) or not points:
-        raise ValueError("schedule must be a list of points, e.g. [{at: 0, weights: {web: 1.0}}]")
-    out, unit = [], None
+        raise ScheduleError(None, None, "must be a list of points, e.g. [{at: 0, weights: {web: 1.0}}]")
+    out: list[dict] = []
+    first_unit = None
     for i, point in enumerate(points):
-        where = f"schedule point {i}"
-        if not isinstance(point, dict):
-            raise ValueError(f"{where}: a point is a mapping with 'at' and 'weights', got {point!r}")
-        unknown = sorted(set(point) - set(POINT_KEYS))
-        if unknown:
-            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(POINT_KEYS)}")
-        given = [key for key in ("at", "tokens") if key in point]
-        if len(given) != 1:
-            raise ValueError(f"{where}: needs exactly one of 'at' (global step) or 'tokens'")
-        if unit is not None and given[0] != unit:
-            raise ValueError(
-                f"{where}: the schedule mixes 'at' and 'tokens'; use one of them for every point"
+        unit, weights, segment = _point(point, i, names)
+        if first_unit is not None and unit != first_unit:
+            raise ScheduleError(
+                i, unit, "the schedule mixes 'at' and 'tokens'; use one of them for every point"
             )
-        unit = given[0]
-        value = _number(point[unit], where, unit)
-        if unit == "at":
-            if int(value) != value:
-                raise ValueError(f"{where}: at must be a whole global step, got {point['at']!r}")
-            if global_batch_size is None:
-                raise ValueError("a schedule in steps ('at') needs the global batch size to place its points")
-            at = int(value) * int(global_batch_size)
-        else:
-            if seq_len is None:
-                raise ValueError("a schedule in tokens needs seq_len to place its points")
-            at = int(round(value / int(seq_len)))
-        weights = point.get("weights")
-        if not isinstance(weights, dict) or not weights:
-            raise ValueError(
-                f"{where}: weights must be a mapping of source name to weight, e.g. {{web: 0.7}}"
-            )
-        strange = sorted(str(n) for n in weights if n not in names)
-        if strange:
-            raise ValueError(f"{where}: unknown source(s) {', '.join(strange)}; sources: {', '.join(names)}")
-        row = [_number(weights.get(name, 0.0), where, f"the weight of {name}") for name in names]
-        if not any(row):
-            raise ValueError(f"{where}: at least one weight must be positive")
-        segment = point.get("segment", "linear")
-        if segment not in SEGMENTS:
-            raise ValueError(f"{where}: segment must be one of {', '.join(SEGMENTS)}, got {segment!r}")
+        first_unit = unit
+        at = _position(point, i, unit, global_batch_size, seq_len)  # type: ignore[arg-type]
         if out and at <= out[-1]["at"]:
-            raise ValueError(
-                f"{where}: points must move forward; it falls at sample {at}, not after the previous point's "
-                f"{out[-1]['at']}"
+            raise ScheduleError(
+                i,
+                unit,
+                f"points must move forward: sample {at} is not after the previous point's {out[-1]['at']}",
             )
-        out.append({"at": at, "weights": [float(w) for w in row], "segment": segment})
+        out.append({"at": at, "weights": weights, "segment": segment})
     if out[0]["at"] != 0:
-        raise ValueError("schedule point 0 must be at 0 (the weights the run starts with)")
+        raise ScheduleError(0, first_unit, "the first point must be at 0 (the weights the run starts with)")
     return out
 
 
