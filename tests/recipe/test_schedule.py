@@ -33,7 +33,9 @@ def test_the_issue_yaml_parses_and_sources_outside_the_schedule_are_not_trained(
     assert recipe.schedule[1] == {"at": 2000, "weights": {"web": 0.5, "code": 0.5}, "segment": "constant"}
     assert [n for n in recipe.names if recipe.trains_on(n)] == ["web", "code", "hq"]
     assert type(recipe).from_json(recipe.to_json()).schedule == recipe.schedule
-    plain = parse_recipe({"tokenizer": "bytes", "sources": {"a": {"urls": "x"}, "b": {"urls": "y", "weight": 0}}})
+    plain = parse_recipe(
+        {"tokenizer": "bytes", "sources": {"a": {"urls": "x"}, "b": {"urls": "y", "weight": 0}}}
+    )
     assert plain.schedule is None and plain.trains_on("a") and not plain.trains_on("b")
 
 
@@ -45,7 +47,12 @@ def test_the_issue_yaml_parses_and_sources_outside_the_schedule_are_not_trained(
         ("at: 3000", "at: 1000", "line 10, key 'schedule.2.at'", "points must move forward"),
         ("segment: constant", "segment: cosine", "line 9, key 'schedule.1.segment'", "linear, constant"),
         ("{hq: 1.0}", "{hq: 0}", "line 10, key 'schedule.2.weights'", "at least one weight"),
-        ("{urls: code.jsonl}", "{urls: code.jsonl, weight: 2}", "key 'sources.code.weight'", "schedule gives"),
+        (
+            "{urls: code.jsonl}",
+            "{urls: code.jsonl, weight: 2}",
+            "key 'sources.code.weight'",
+            "schedule gives",
+        ),
         ("sources:", "policy: stop\nsources:", "line 2, key 'policy'", "whole run"),
         ("at: 0,", "tokens: 0,", "line 9, key 'schedule.1.at'", "mixes 'at' and 'tokens'"),
     ],

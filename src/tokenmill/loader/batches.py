@@ -59,6 +59,14 @@ class BatchIterator:
             check_world(self.global_batch_size, self.rank, self.world_size)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        steps_of = getattr(
+            source, "global_batch_size", None
+        )  # a schedule placed in steps of this many samples
+        if steps_of is not None and steps_of != self.global_batch_size:
+            raise ConfigError(
+                f"the mixture's schedule counts steps of {steps_of} samples, but this iterator's global batch "
+                f"is {self.global_batch_size}; build the Mixture with global_batch_size={self.global_batch_size}"
+            )
         self.epochs, self.steps, self.drop_last = epochs, steps, drop_last
         self._chunk_batches = max(1, int(plan_chunk) // self.global_batch_size)
         self._ids_cache: tuple[int, int, np.ndarray] | None = None
@@ -196,7 +204,10 @@ class BatchIterator:
         """Resume at the saved position. Refused, with what differs, when the state belongs to another dataset."""
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise StateError(f"not a tokenmill loader state (expected format {STATE_FORMAT!r})")
-        problems = describe_differences(state.get("fingerprint", {}), self.source.fingerprint())
+        saved = state.get("fingerprint", {})
+        if isinstance(self.source, Mixture) and int(state.get("epoch", 0)) == 0:
+            saved = self.source.adopt_schedule(saved, int(state.get("samples_in_epoch", 0)))
+        problems = describe_differences(saved, self.source.fingerprint())
         if state.get("seed") != self.source.seed:
             problems.append(f"seed: saved {state.get('seed')!r}, now {self.source.seed!r}")
         if bool(state.get("drop_last")) != self.drop_last:

@@ -1,0 +1,148 @@
+"""Scheduled mixtures over real caches: batches follow the schedule in every mode, resume exactly at any step on
+any world size, a schedule that never moves is the fixed mixture, and a schedule edited after a checkpoint is
+refused unless only later points changed (then the run goes on with every source's draws unbroken)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tokenmill.errors import ConfigError, StateError
+from tokenmill.loader import BatchIterator, Mixture, TokenDataset
+from tokenmill.sampling.mixture import TICK
+
+B = 16
+SCHEDULE = [
+    {"at": 0, "weights": {"text": 0.9, "sft": 0.1}},
+    {"at": 40, "weights": {"text": 0.2, "sft": 0.8}, "segment": "constant"},
+    {"at": 100, "weights": {"text": 1.0}},
+]
+
+
+def mixture(text_cache, sft_cache, mode="windows", schedule=SCHEDULE, batch=B, seed=3) -> Mixture:
+    parts = {
+        "text": TokenDataset(text_cache, seq_len=32, mode=mode),
+        "sft": TokenDataset(sft_cache, seq_len=32, mode=mode),
+    }
+    return Mixture(parts, schedule=schedule, global_batch_size=batch, seed=seed)
+
+
+def batches(it: BatchIterator, n: int) -> list[dict]:
+    return [next(it) for _ in range(n)]
+
+
+@pytest.mark.parametrize("mode", ["windows", "packed", "padded"])
+def test_batches_follow_the_schedule_in_every_mode(text_cache, sft_cache, mode):
+    mix = mixture(text_cache, sft_cache, mode)
+    got = batches(BatchIterator(mix, B, rank=0, world_size=1), 120)
+    sources = np.stack([b["source"] for b in got])  # [step, sample]
+    sft = sources.mean(axis=1)
+    assert sft[:4].mean() < 0.2 and abs(sft[50:100].mean() - 0.8) < 0.02 and sft[101:].max() == 0
+    # between steps 0 and 40 the share of sft grows linearly from 0.1 to 0.8
+    assert abs(sources[:40].mean() - 0.45) < 0.01
+    # a sample of the mixture is its component's sample
+    ids = mix.sample_ids(0, np.arange(64))
+    for row, (k, j) in enumerate(ids.tolist()[:16]):
+        want = mix.datasets[k].fetch(np.array([j]))["input_ids"][0]
+        have = got[0]["input_ids"][row]
+        assert np.array_equal(have[: want.size], want[: have.size])
+    assert len(mix) > 10**15  # one endless stream
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    stop=st.integers(0, 130),
+    world=st.sampled_from([1, 2, 4]),
+    mode=st.sampled_from(["windows", "packed", "padded"]),
+    seed=st.integers(0, 100),
+)
+def test_resume_at_any_step_on_any_world_size(text_cache, sft_cache, stop, world, mode, seed):
+    mix = mixture(text_cache, sft_cache, mode, seed=seed)
+    ref = BatchIterator(mix, B, rank=0, world_size=1)
+    for _ in range(stop):
+        ref.next_plan()
+    state = ref.state_dict()
+    want = [np.concatenate([p.ids for p in [ref.next_plan()]]) for _ in range(6)]
+    ranks = [
+        BatchIterator(mixture(text_cache, sft_cache, mode, seed=seed), B, rank=r, world_size=world)
+        for r in range(world)
+    ]
+    for it in ranks:
+        it.load_state_dict(state)
+    for step in range(6):
+        assert np.array_equal(np.concatenate([it.next_plan().ids for it in ranks]), want[step])
+
+
+def test_a_schedule_that_never_moves_is_the_fixed_mixture(text_cache, sft_cache):
+    a, b = TokenDataset(text_cache, seq_len=32), TokenDataset(sft_cache, seq_len=32)
+    fixed = Mixture([(a, 0.7), (b, 0.3)], names=["text", "sft"], seed=5)
+    only = [{"at": 0, "weights": {"text": 0.7, "sft": 0.3}}]
+    held = Mixture({"text": a, "sft": b}, schedule=only, global_batch_size=B, seed=5)
+    n = 2 * len(fixed) // B + 3  # across an epoch end
+    x, y = BatchIterator(fixed, B, rank=0, world_size=1), BatchIterator(held, B, rank=0, world_size=1)
+    for _ in range(n):
+        p, q = next(x), next(y)
+        assert all(np.array_equal(p[k], q[k]) for k in p)
+
+
+def test_an_edit_after_the_checkpoint_continues_and_an_earlier_one_is_refused(text_cache, sft_cache, caplog):
+    old = mixture(text_cache, sft_cache)
+    run = BatchIterator(old, B, rank=0, world_size=1)
+    for _ in range(50):
+        run.next_plan()
+    state = run.state_dict()
+    later = [*SCHEDULE[:2], {"at": 60, "weights": {"sft": 1.0}}, {"at": 300, "weights": {"text": 1.0}}]
+    new = mixture(text_cache, sft_cache, schedule=later)
+    resumed = BatchIterator(new, B, rank=0, world_size=1)
+    with caplog.at_level(logging.WARNING, logger="tokenmill"):
+        resumed.load_state_dict(state)
+    assert "edited after the checkpoint at step 50" in caplog.text
+    start = TICK * (1 + 50 * B // TICK)  # the next tick boundary: at most TICK samples on the old points
+    uninterrupted = mixture(text_cache, sft_cache)
+    ids = np.concatenate([resumed.next_plan().ids for _ in range(70)])
+    before = uninterrupted.sample_ids(0, np.arange(50 * B, 120 * B))
+    cut = start - 50 * B
+    assert np.array_equal(ids[:cut], before[:cut]) and not np.array_equal(ids[cut:], before[cut:])
+    # every source's draws go on without a repeat or a gap across the edit
+    whole = np.concatenate([uninterrupted.sample_ids(0, np.arange(50 * B)), ids])
+    _, draws = new.order.draws(0, np.arange(120 * B))
+    for k in (0, 1):
+        mine = draws[whole[:, 0] == k]
+        assert np.array_equal(mine, np.arange(mine.size))
+    # the state after the edit keeps it: a later resume rebuilds the same stream without a new warning
+    again = BatchIterator(mixture(text_cache, sft_cache, schedule=later), B, rank=0, world_size=1)
+    again.load_state_dict(resumed.state_dict())
+    caplog.clear()
+    assert np.array_equal(again.next_plan().ids, resumed.next_plan().ids) and "edited" not in caplog.text
+    # a point before the checkpoint changed: refused, naming its step
+    earlier = [SCHEDULE[0], {"at": 30, "weights": {"text": 0.2, "sft": 0.8}}, SCHEDULE[2]]
+    with pytest.raises(StateError, match=r"changed before the checkpoint at step 50.*step\(s\) 30, 40"):
+        BatchIterator(
+            mixture(text_cache, sft_cache, schedule=earlier), B, rank=0, world_size=1
+        ).load_state_dict(state)
+
+
+def test_schedule_errors(text_cache, sft_cache):
+    a, b = TokenDataset(text_cache, seq_len=32), TokenDataset(sft_cache, seq_len=32)
+    with pytest.raises(ConfigError, match="datasets alone"):
+        Mixture([(a, 0.5), (b, 0.5)], names=["text", "sft"], schedule=SCHEDULE, global_batch_size=B)
+    with pytest.raises(ConfigError, match="global batch size"):
+        Mixture({"text": a, "sft": b}, schedule=SCHEDULE)
+    with pytest.raises(ConfigError, match="unknown source"):
+        Mixture({"web": a, "sft": b}, schedule=SCHEDULE, global_batch_size=B)
+    with pytest.raises(ConfigError, match="stop"):
+        Mixture({"text": a, "sft": b}, schedule=SCHEDULE, global_batch_size=B, policy="stop")
+    with pytest.raises(ConfigError, match="steps of 16 samples"):
+        BatchIterator(mixture(text_cache, sft_cache), 32, rank=0, world_size=1)
+    with pytest.raises(StateError, match="schedule"):  # a fixed run is not resumed on a schedule
+        fixed = BatchIterator(
+            Mixture([(a, 0.9), (b, 0.1)], names=["text", "sft"], seed=3), B, rank=0, world_size=1
+        )
+        next(fixed)
+        BatchIterator(mixture(text_cache, sft_cache), B, rank=0, world_size=1).load_state_dict(
+            fixed.state_dict()
+        )
