@@ -106,3 +106,36 @@ def test_inspect_prints_tokens_and_epochs_per_segment(prepared, capsys, tmp_path
     assert "0-2K" in out and "0.90->0.50" in out and plot.stat().st_size > 10_000
     assert cli_main([*args, "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["schedule"]["segments"]) == 2  # to the last point
+
+
+def test_batches_cli_names_sources_and_resumes_on_the_schedule(prepared, capsys, tmp_path):
+    root, path = prepared
+    args = ["batches", "--recipe", str(path), str(root / "out"), "--seq-len", "32", "--batch-size", "8"]
+    assert cli_main([*args, "--steps", "3"]) == 0
+    decoded = capsys.readouterr().out
+    assert decoded.count("=== step") == 24 and "· web ===" in decoded and "· hq ===" not in decoded
+    assert cli_main([*args, "--steps", "20", "--digest"]) == 0
+    whole = capsys.readouterr().out.splitlines()
+    state = tmp_path / "state.json"
+    assert cli_main([*args, "--steps", "7", "--digest", "--save-state", str(state)]) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert cli_main([*args, "--steps", "13", "--digest", "--resume", str(state), "--world-size", "2"]) == 0
+    rank0 = capsys.readouterr().out.splitlines()
+    assert (
+        cli_main(
+            [*args, "--steps", "13", "--digest", "--resume", str(state), "--world-size", "2", "--rank", "1"]
+        )
+        == 0
+    )
+    rank1 = capsys.readouterr().out.splitlines()
+    resumed = [
+        line
+        for step in range(7, 20)
+        for part in (rank0, rank1)
+        for line in part
+        if line.startswith(f"{step} ")
+    ]
+    assert first + resumed == whole
+    # the flag that sets the batch also places the schedule's steps; a state of another batch size is refused
+    assert cli_main([*args[:-1], "16", "--steps", "1", "--resume", str(state)]) == 1
+    assert "saved global batch size 8" in capsys.readouterr().err

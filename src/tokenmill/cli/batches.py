@@ -121,6 +121,7 @@ def _recipe_source(args: argparse.Namespace):
         split=args.split,
         seed=args.seed,
         shuffle=not args.no_shuffle,
+        global_batch_size=args.batch_size,  # places a schedule's points given in steps
         read=args.read,
         long_documents=args.long_documents,
         group_by_length=args.group_by_length,

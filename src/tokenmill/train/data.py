@@ -209,7 +209,9 @@ def open_dataset(config, split: str, shuffle: bool, cache: str | None = None):
     if recipe is not None:  # the recipe's sources mixed by its weights (and its policy)
         from tokenmill.recipe import recipe_mixture
 
-        return recipe_mixture(recipe, split=split, shuffle=shuffle, **common)
+        return recipe_mixture(
+            recipe, split=split, shuffle=shuffle, global_batch_size=config.global_batch_size, **common
+        )
     if cache is not None or isinstance(config.data, str):
         return loader.TokenDataset(cache or config.data, split=split, shuffle=shuffle, **common)
     parts = []
