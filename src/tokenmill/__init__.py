@@ -13,9 +13,28 @@ The public API, by stage (heavy modules load on first use, so ``import tokenmill
 """
 
 import os as _os
+import sys as _sys
+import types as _types
 
 # Lance logs a warning for every first write into a new dataset folder; it is expected in a parallel prepare.
 _os.environ.setdefault("LANCE_LOG", "error")
+
+
+class _Package(_types.ModuleType):
+    """``tokenmill.prepare`` stays the function, whatever is imported first.
+
+    Importing the subpackage ``tokenmill.prepare`` (``from tokenmill.prepare import PrepareConfig``) makes Python
+    set the package attribute ``tokenmill.prepare`` to the module, after which ``tokenmill.prepare(config)``
+    would fail with "'module' object is not callable"; this class puts the function back in that moment.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "prepare" and isinstance(value, _types.ModuleType):
+            value = value.prepare  # type: ignore[attr-defined]
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
 
 from tokenmill.errors import (  # noqa: E402
     CacheError,

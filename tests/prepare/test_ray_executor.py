@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,15 @@ import s3_server
 from conftest import make_documents, write_jsonl
 from tokenmill.cache import CacheReader, read_manifest
 from tokenmill.errors import ConfigError, RecordError
-from tokenmill.prepare import PrepareConfig, prepare
+from tokenmill.prepare import (
+    PrepareConfig,
+    WorkerFunctions,
+    WorkerLost,
+    WorkerSetup,
+    init_worker,
+    prepare,
+    process_unit,
+)
 
 # A loopback-only cluster: Ray reads these when it is imported (drivers and `ray start` alike), so they are set
 # for the whole test session before the first `import ray`.
@@ -281,26 +290,26 @@ def test_local_ray_without_an_address(tmp_path, jsonl_shards, tokenizer_path, mo
 
 def test_payload_ships_the_tokenizer_files(tmp_path, tokenizer_path):
     """Nodes get the tokenizer from the object store, not from a path of the driver's machine."""
-    from tokenmill.ray_executor import _materialize, _ship_payload
+    from tokenmill.prepare.ray_executor import _materialize, _ship_payload
 
-    payload = {"tokenizer_dir": str(tokenizer_path), "config": {"output": "x"}, "dtype": "uint16"}
-    shipped = _ship_payload(payload)
+    setup = WorkerSetup(tokenizer_dir=str(tokenizer_path), config={"output": "x"}, dtype="uint16")
+    shipped = _ship_payload(setup)
     assert shipped["tokenizer_threads"] == 1
-    assert shipped["key"] == _ship_payload(dict(payload))["key"]
+    assert shipped["key"] == _ship_payload(replace(setup))["key"]
     local = _materialize(shipped)
-    assert local["tokenizer_dir"] != str(tokenizer_path)
-    assert Path(local["tokenizer_dir"]).read_bytes() == tokenizer_path.read_bytes()
-    assert "tokenizer_files" not in local and "env" not in local
+    assert isinstance(local, WorkerSetup) and local.tokenizer_threads == 1
+    assert local.tokenizer_dir != str(tokenizer_path)
+    assert Path(local.tokenizer_dir).read_bytes() == tokenizer_path.read_bytes()
     folder = tmp_path / "tok"
     (folder / "sub").mkdir(parents=True)
     (folder / "tokenizer.json").write_bytes(tokenizer_path.read_bytes())
     (folder / "sub" / "extra.txt").write_text("x")
-    other = _ship_payload(dict(payload, tokenizer_dir=str(folder)))
+    other = _ship_payload(replace(setup, tokenizer_dir=str(folder)))
     assert other["key"] != shipped["key"]
-    root = Path(_materialize(other)["tokenizer_dir"])
+    root = Path(_materialize(other).tokenizer_dir)
     assert (root / "tokenizer.json").read_bytes() == tokenizer_path.read_bytes()
     assert (root / "sub" / "extra.txt").read_text() == "x"
-    assert _ship_payload(dict(payload, tokenizer_dir="bytes"))["tokenizer_files"] == {}
+    assert _ship_payload(replace(setup, tokenizer_dir="bytes"))["tokenizer_files"] == {}
 
 
 def test_unreachable_cluster_fails_fast(tmp_path, jsonl_shards, tokenizer_path):
@@ -317,17 +326,20 @@ def test_unreachable_cluster_fails_fast(tmp_path, jsonl_shards, tokenizer_path):
 
 
 def test_tasks_in_flight_follow_the_cluster_cpus(ray_cluster, tokenizer_path):
-    from tokenmill.ray_executor import RayExecutor
+    from tokenmill.prepare.ray_executor import RayExecutor
 
     address, _ = ray_cluster
-    payload = {"tokenizer_dir": str(tokenizer_path), "config": {}, "dtype": "uint16"}
-    first = RayExecutor(8, payload, address=address)  # connects
+    setup = WorkerSetup(tokenizer_dir=str(tokenizer_path), config={}, dtype="uint16")
+    functions = WorkerFunctions(init=init_worker, run=process_unit)
+    first = RayExecutor(8, setup, functions, address=address)  # connects
     try:
         # the cluster has 2 CPUs: 2 units run, a third waits in Ray's queue for the first free CPU
         assert first.workers == 2 and first.max_in_flight == 3
-        default = RayExecutor(None, payload, address=address)  # default: every CPU
+        default = RayExecutor(None, setup, functions, address=address)  # default: every CPU
         assert default.workers == 2 and default.max_in_flight == 3
-        one = RayExecutor(1, payload, address=address)  # spare CPUs: nothing queued, exactly one unit runs
+        one = RayExecutor(
+            1, setup, functions, address=address
+        )  # spare CPUs: nothing queued, exactly one unit runs
         assert one.workers == 1 and one.max_in_flight == 1
     finally:
         first.shutdown()
@@ -335,13 +347,11 @@ def test_tasks_in_flight_follow_the_cluster_cpus(ray_cluster, tokenizer_path):
 
 
 def test_dead_worker_errors_become_a_lost_unit():
-    """After Ray's own retries, a dead worker reaches the coordinator as a broken pool: it resubmits the unit."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    from tokenmill.ray_executor import RayWorkerLost, _translate
+    """After Ray's own retries, a dead worker reaches the coordinator as a lost worker: it resubmits the unit."""
+    from tokenmill.prepare.ray_executor import RayWorkerLost, _translate
 
     for error in (ray.exceptions.WorkerCrashedError(), ray.exceptions.NodeDiedError("node gone")):
         lost = _translate(ray, error)
-        assert isinstance(lost, RayWorkerLost) and isinstance(lost, BrokenProcessPool)
+        assert isinstance(lost, RayWorkerLost) and isinstance(lost, WorkerLost)
     other = ValueError("not a worker death")
     assert _translate(ray, other) is other

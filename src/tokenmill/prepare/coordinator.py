@@ -1,0 +1,254 @@
+"""``prepare()``: build, resume, extend or confirm a token cache; the coordinator's steps in order.
+
+The coordinator (this process) checks the cache against the configuration, fixes the plan of work units in the
+ledger, runs the units on an executor (spawned local processes by default, Ray tasks on a cluster) and commits
+what each unit wrote in plan order (:mod:`tokenmill.prepare.dispatch`), then derives the split counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+from tokenmill.cache import store
+from tokenmill.cache.layout import TOKENS_DATASET, cache_schema, token_dtype
+from tokenmill.cache.manifest import Manifest, read_manifest, write_manifest
+from tokenmill.cache.reader import CacheReader
+from tokenmill.cache.writer import CacheCommitter, LedgerState
+from tokenmill.dedup import load_committed_keys, write_cache_keys
+from tokenmill.errors import CacheError, ConfigError
+from tokenmill.prepare.config import PrepareConfig
+from tokenmill.prepare.dispatch import Dispatch, Progress, limit_reached
+from tokenmill.prepare.executors import WorkerFunctions, make_executor
+from tokenmill.prepare.plan import adopt_token_datasets, identity_hash, plan_units
+from tokenmill.prepare.records import Counts, Unit, WorkerSetup
+from tokenmill.prepare.summary import PrepareSummary, summarize
+from tokenmill.prepare.worker import init_worker, process_unit
+
+
+def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSummary:
+    """Build, resume, extend or confirm a token cache as ``config`` describes; see the module docstring."""
+    started = time.perf_counter()
+    config.validate()
+    notes = adopt_token_datasets(config)
+    cache = _resolve_output(config)
+    tokenizer, tokenizer_local = _load_tokenizer(config, cache)
+    dtype = token_dtype(tokenizer.vocab_size)
+    committer = CacheCommitter(cache, cache_schema(dtype), config.storage_options)
+    identity = dict(config.identity(), tokenizer_fingerprint=tokenizer.fingerprint)
+
+    manifest = _open_existing(config, cache, committer, identity)
+    units, status = _fix_plan(config, cache, committer, manifest, identity)
+    state = committer.recover()
+    done = state.through >= len(units) or limit_reached(config, Counts.from_json(state.stats))
+    if manifest is not None and manifest.complete and done:
+        return summarize(cache, manifest, "nothing to do", time.perf_counter() - started, 0, 0, notes)
+    if manifest is not None and state.through > 0 and status == "complete":
+        status = "resumed"
+
+    manifest = _start_manifest(config, cache, tokenizer, dtype.name, identity, manifest)
+    setup = WorkerSetup(
+        tokenizer_dir=store.local_path(store.join(cache, "tokenizer"))
+        if store.is_local(cache)
+        else tokenizer_local,
+        config=dataclasses.asdict(config),
+        dtype=dtype.name,
+        trust_remote_code=config.trust_remote_code,
+        tokenizer_threads=max(1, (os.cpu_count() or 1) // max(1, _workers(config))),
+    )
+    before = Counts.from_json(state.stats)
+    state = _run(config, cache, units, state, setup, committer, manifest, progress)
+    if config.dedup:
+        write_cache_keys(
+            cache, load_committed_keys(cache, state.through, config.storage_options), config.storage_options
+        )
+    manifest = _finalize(cache, manifest, state, units, config.storage_options)
+    after = Counts.from_json(state.stats)
+    elapsed = time.perf_counter() - started
+    return summarize(
+        cache, manifest, status, elapsed, after.tokens - before.tokens, after.bytes - before.bytes, notes
+    )
+
+
+def _resolve_output(config: PrepareConfig) -> str:
+    if not config.output:
+        raise ConfigError("no output given: name the cache folder or URL with --output")
+    cache = config.output.rstrip("/")
+    config.storage_options = store.resolve_storage_options(config.storage_options, cache)
+    return cache
+
+
+def _workers(config: PrepareConfig) -> int:
+    return config.workers if config.workers is not None else (os.cpu_count() or 1)
+
+
+def _load_tokenizer(config: PrepareConfig, cache: str) -> tuple[Any, str]:
+    """The tokenizer (the cache's own when none is given) and a local path of its files."""
+    from tokenmill.tokenizer import load_tokenizer
+
+    so = config.storage_options
+    if not config.tokenizer:
+        existing = store.join(cache, "tokenizer")
+        if not store.exists(existing, so):
+            raise ConfigError(
+                "no tokenizer given: pass --tokenizer (a tokenizer.json, HF name/folder, tiktoken, bytes)"
+            )
+        config.tokenizer = existing
+    local = store.local_copy(config.tokenizer, so)  # e.g. the tokenizer of a cache in a bucket
+    return load_tokenizer(local, trust_remote_code=config.trust_remote_code), local
+
+
+def _open_existing(
+    config: PrepareConfig, cache: str, committer: CacheCommitter, identity: dict[str, Any]
+) -> Manifest | None:
+    """The manifest of the cache being resumed or extended; None for a new build (``--overwrite`` clears)."""
+    so = config.storage_options
+    if not store.exists(store.join(cache, "manifest.json"), so):
+        if config.overwrite:
+            committer.reset()
+        return None
+    if config.overwrite:
+        committer.reset()
+        return None
+    manifest = read_manifest(cache, so)
+    old_identity = dict(manifest.config.get("identity", {}))
+    if old_identity != identity:
+        raise CacheError(
+            f"{cache} was built with a different tokenizer or configuration "
+            f"({_describe_difference(old_identity, identity)}); pass --overwrite to rebuild it, "
+            "or choose another --output"
+        )
+    return manifest
+
+
+def _fix_plan(
+    config: PrepareConfig,
+    cache: str,
+    committer: CacheCommitter,
+    manifest: Manifest | None,
+    identity: dict[str, Any],
+) -> tuple[list[Unit], str]:
+    """The units of the build (planned now, or read from the ledger and extended by ``--append``) and a status."""
+    plan = committer.read_plan() if manifest is not None else None
+    if plan is None:
+        units = plan_units(config)
+        committer.write_plan(
+            {
+                "identity": identity_hash(identity),
+                "sources": list(config.sources),
+                "units": [u.to_json() for u in units],
+            }
+        )
+        return units, "complete"
+    units = [Unit.from_json(u) for u in plan["units"]]
+    new_sources = [s for s in config.sources if s not in plan["sources"]]
+    if not new_sources:
+        return units, "complete"
+    if not config.append:
+        raise CacheError(
+            f"{cache} was built from other sources ({', '.join(plan['sources'])}); pass --append to add "
+            f"{', '.join(new_sources)}, or --overwrite to rebuild"
+        )
+    known = {json.dumps(u.files, sort_keys=True) for u in units if u.files is not None}
+    extra = plan_units(dataclasses.replace(config, sources=new_sources))
+    units += [u for u in extra if json.dumps(u.files, sort_keys=True) not in known]
+    plan["units"] = [u.to_json() for u in units]
+    plan["sources"].extend(new_sources)
+    committer.write_plan(plan)
+    return units, "appended"
+
+
+def _start_manifest(
+    config: PrepareConfig,
+    cache: str,
+    tokenizer: Any,
+    dtype: str,
+    identity: dict[str, Any],
+    manifest: Manifest | None,
+) -> Manifest:
+    """Save the tokenizer and mark the cache incomplete (a new manifest for a new build)."""
+    so = config.storage_options
+    _save_tokenizer(tokenizer, cache, so)
+    if manifest is None:
+        manifest = Manifest(
+            tokenizer=tokenizer.to_json_meta(),
+            config={"identity": identity, "prepare": config.public_dict()},
+            dtype=dtype,
+            row_tokens=config.row_tokens,
+            validation=_validation_spec(config.validation),
+        )
+    manifest.complete = False
+    manifest.config["prepare"] = config.public_dict()
+    write_manifest(cache, manifest, so)
+    return manifest
+
+
+def _run(
+    config: PrepareConfig,
+    cache: str,
+    units: list[Unit],
+    state: LedgerState,
+    setup: WorkerSetup,
+    committer: CacheCommitter,
+    manifest: Manifest,
+    progress: bool | None,
+) -> LedgerState:
+    """Run the uncommitted units on the configured executor; returns the final ledger state."""
+    executor = make_executor(config, setup, WorkerFunctions(init=init_worker, run=process_unit))
+    bar = Progress(progress, sum(u.bytes for u in units), sum(u.bytes for u in units[: state.through]))
+    try:
+        return Dispatch(config, cache, units, state, executor, committer, bar, manifest).run()
+    finally:
+        bar.close()
+        executor.shutdown()
+
+
+def _finalize(
+    cache: str, manifest: Manifest, state: LedgerState, units: list[Unit], storage_options
+) -> Manifest:
+    """Compute the split threshold and per-split counts from the committed rows, and mark the cache complete."""
+    manifest.skipped = dict(state.stats.get("skipped", {}))
+    manifest.lance_version = state.version
+    done_urls = {u for unit in units[: state.through] for u in unit.urls}
+    manifest.sources = [
+        {"url": u, "status": "done" if u in done_urls else "pending"}
+        for u in dict.fromkeys(u for unit in units for u in unit.urls)
+    ]
+    manifest.complete = True
+    if store.exists(store.join(cache, TOKENS_DATASET), storage_options) and state.version is not None:
+        # one scan of the small columns builds the row index (saved for readers) and the counts recorded here
+        manifest.split_threshold = None
+        reader = CacheReader(cache, storage_options, manifest=manifest)
+        manifest.splits = reader.split_stats()
+        manifest.split_threshold = reader.split_threshold
+    write_manifest(cache, manifest, storage_options)
+    return manifest
+
+
+def _validation_spec(validation: float | int | None) -> dict[str, Any]:
+    if validation is None or validation == 0:
+        return {}
+    if isinstance(validation, float):
+        return {"fraction": validation}
+    return {"count": int(validation)}
+
+
+def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys) or "(unknown)"
+
+
+def _save_tokenizer(tokenizer: Any, cache: str, storage_options) -> None:
+    target = store.join(cache, "tokenizer")
+    if store.is_local(target):
+        tokenizer.save(store.local_path(target))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save(tmp)
+        for name in os.listdir(tmp):
+            with open(os.path.join(tmp, name), "rb") as f:
+                store.write_bytes(store.join(target, name), f.read(), storage_options)

@@ -1,0 +1,275 @@
+"""The worker: one work unit -> records -> token ids -> uncommitted Lance fragments.
+
+Runs in spawned processes or Ray tasks; :func:`process_unit` is the function every executor runs. A worker loads
+the tokenizer and formatter once (:func:`init_worker`) and holds at most one batch of documents in memory, so its
+memory stays flat whatever the size of the unit. Only the coordinator commits what a worker wrote.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tokenmill.cache import store
+from tokenmill.cache.layout import cache_schema, documents_to_batch, split_hash
+from tokenmill.cache.writer import write_fragments
+from tokenmill.dedup import RecordKeys
+from tokenmill.errors import RecordError
+from tokenmill.prepare.config import PrepareConfig
+from tokenmill.prepare.plan import derived_seed
+from tokenmill.prepare.records import Counts, Task, Unit, UnitResult, WorkerSetup
+
+# Reasons that come from the user's own length/mask policy: always counted and skipped, never an error.
+POLICY_REASONS = frozenset({"too_short", "too_long", "all_masked"})
+RECORDS_PER_BATCH = 512
+TEXT_BYTES_PER_BATCH = 2 << 20  # bounds the tokenizer's Python lists of ids: memory stays flat
+TOKENS_PER_ROW_BATCH = 1 << 19
+
+
+@dataclass
+class _Loaded:
+    """What :func:`init_worker` loads once per process."""
+
+    config: PrepareConfig
+    formatter: Any  # formats.RecordFormatter
+    dtype: np.dtype
+    schema: pa.Schema
+
+
+_WORKER: list[_Loaded] = []  # at most one: the worker process's loaded setup
+
+
+def init_worker(setup: WorkerSetup) -> None:
+    """Load the tokenizer and formatter once per worker process."""
+    if setup.tokenizer_threads:
+        os.environ["RAYON_NUM_THREADS"] = str(setup.tokenizer_threads)
+        os.environ["RAYON_RS_NUM_CPUS"] = str(setup.tokenizer_threads)
+    from tokenmill.formats import FormatConfig, RecordFormatter
+    from tokenmill.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(setup.tokenizer_dir, trust_remote_code=setup.trust_remote_code)
+    config = PrepareConfig.from_dict(setup.config)
+    dtype = np.dtype(setup.dtype)
+    _WORKER[:] = [
+        _Loaded(
+            config=config,
+            formatter=RecordFormatter(FormatConfig.from_dict(config.format_options()), tokenizer),
+            dtype=dtype,
+            schema=cache_schema(dtype),
+        )
+    ]
+
+
+def process_unit(task: Task) -> UnitResult:
+    """Tokenize one work unit and write its rows as uncommitted Lance fragments; returns their metadata."""
+    if not _WORKER:
+        raise RuntimeError("process_unit ran in a process where init_worker was not called first")
+    loaded = _WORKER[0]
+    encoder = UnitEncoder(loaded, task)
+    fragments = write_fragments(encoder.batches(), task.output, loaded.schema, loaded.config.storage_options)
+    return UnitResult(task.index, fragments, encoder.counts, encoder.stopped, encoder.keys)
+
+
+class UnitEncoder:
+    """The documents of one unit as Arrow record batches of cache rows, with the unit's counts.
+
+    Steps per chunk of records: drop copies of stored documents (``dedup``), encode, count or raise bad records,
+    stop at the task's limits, collect rows until about ``TOKENS_PER_ROW_BATCH`` tokens.
+    """
+
+    def __init__(self, loaded: _Loaded, task: Task) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.task = task
+        self.counts = Counts()
+        self.stopped = False
+        self.keys: list[int] = []  # dedup keys of the documents kept, in order
+        self._record_keys = RecordKeys(loaded.formatter) if self.config.dedup else None
+        self._kept: set[int] = set()
+        self._drop = set(task.drop_keys)  # keys the coordinator found in earlier units
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        rows = _Rows(self.loaded.dtype, self.config.row_tokens, self.config.seed)
+        for chunk in _chunks(self._records()):
+            self.counts.records += len(chunk)
+            for ids, mask, key in self._documents(chunk):
+                if self._over_limit(len(ids)):
+                    self.stopped = True
+                    break
+                rows.add(ids, mask)
+                if key is not None:
+                    self._kept.add(key)
+                    self.keys.append(key)
+                self.counts.documents += 1
+                self.counts.tokens += len(ids)
+                if rows.tokens >= TOKENS_PER_ROW_BATCH:
+                    yield rows.flush()
+            if self.stopped:
+                break
+        if rows.ids:
+            yield rows.flush()
+
+    def _records(self) -> Iterator[Any]:
+        on_bad = self._count_bad if self.config.on_error == "skip" else None
+        records = unit_records(self.task.unit, self.config, on_bad)
+        if self.config.sample == "random":
+            seed = derived_seed(self.config.seed, self.task.unit.to_json())
+            records = buffer_shuffled(records, self.config.sample_buffer, seed)
+        return records
+
+    def _count_bad(self, err: RecordError) -> None:
+        self.counts.skip(err.reason)
+
+    def _fresh(self, chunk: list[Any]) -> tuple[list[Any], list[int | None]]:
+        """The records of ``chunk`` that are no copy of a stored document, and their dedup keys."""
+        if self._record_keys is None:
+            return chunk, [None] * len(chunk)
+        keys = [self._record_keys(r.record) for r in chunk]
+        fresh = [i for i, k in enumerate(keys) if k is None or (k not in self._kept and k not in self._drop)]
+        self.counts.skip("duplicate", len(chunk) - len(fresh))
+        return [chunk[i] for i in fresh], [keys[i] for i in fresh]
+
+    def _documents(self, chunk: list[Any]) -> Iterator[tuple[np.ndarray, np.ndarray | None, int | None]]:
+        """The encoded documents of a chunk; bad records are counted (skip, policy) or raised with their line."""
+        chunk, keys = self._fresh(chunk)
+        results = self.loaded.formatter.encode_records([r.record for r in chunk])
+        for rec, key, res in zip(chunk, keys, results):
+            if key is not None and key in self._kept:  # a copy within the same chunk
+                self.counts.skip("duplicate")
+                continue
+            if isinstance(res, RecordError):
+                if res.reason in POLICY_REASONS or self.config.on_error == "skip":
+                    self.counts.skip(res.reason)
+                    continue
+                raise RecordError(
+                    res.detail,
+                    path=rec.path,
+                    line=_line_of(rec, self.config),
+                    row=rec.row,
+                    field=res.field,
+                    reason=res.reason,
+                )
+            yield np.asarray(res.ids), res.mask, key
+
+    def _over_limit(self, num_tokens: int) -> bool:
+        task = self.task
+        if task.limit_documents is not None and self.counts.documents >= task.limit_documents:
+            return True
+        return task.limit_tokens is not None and self.counts.tokens + num_tokens > task.limit_tokens
+
+
+class _Rows:
+    """Documents collected for the next Arrow batch of cache rows."""
+
+    def __init__(self, dtype: np.dtype, row_tokens: int, seed: int) -> None:
+        self.dtype, self.row_tokens, self.seed = dtype, row_tokens, seed
+        self.ids: list[np.ndarray] = []
+        self.masks: list[np.ndarray | None] = []
+        self.hashes: list[int] = []
+        self.tokens = 0
+
+    def add(self, ids: np.ndarray, mask: np.ndarray | None) -> None:
+        self.ids.append(ids)
+        self.masks.append(mask)
+        self.hashes.append(split_hash(ids, self.seed))
+        self.tokens += len(ids)
+
+    def flush(self) -> pa.RecordBatch:
+        batch = documents_to_batch(self.ids, self.masks, self.hashes, self.dtype, self.row_tokens)
+        self.ids, self.masks, self.hashes, self.tokens = [], [], [], 0
+        return batch
+
+
+def unit_records(
+    unit: Unit, config: PrepareConfig, on_bad: Callable[[RecordError], None] | None
+) -> Iterator[Any]:
+    """The source records of one unit (``on_bad``: called for a bad record instead of raising)."""
+    if unit.kind == "hf":
+        from tokenmill.sources import read_hf
+
+        spec = dict(unit.hf or {})
+        name = spec.pop("name", None) or spec.pop("path", None)
+        yield from read_hf(name, **spec)
+        return
+    if unit.kind == "lance":
+        from tokenmill.sources.lance_tokens import read_token_rows
+
+        spec = unit.lance or {}
+        yield from read_token_rows(
+            spec["uri"],
+            column=spec["column"],
+            layout=spec["layout"],
+            version=spec["version"],
+            rows=tuple(spec["rows"]),
+            piece_tokens=config.row_tokens,
+            storage_options=config.storage_options,
+        )
+        return
+    from tokenmill.sources import WorkUnit
+
+    work = WorkUnit.from_json(unit.files or {})
+    # sources go through fsspec, the cache through Lance: one set of user options, translated for fsspec
+    source_options = store.fsspec_options(config.storage_options, (unit.urls or ("",))[0])
+    kwargs: dict[str, Any] = {"text_split": config.text_split, "storage_options": source_options}
+    if on_bad is not None:
+        kwargs["on_error"] = on_bad
+    yield from work.iter_records(**kwargs)
+
+
+def buffer_shuffled(records: Iterator[Any], size: int, seed: int) -> Iterator[Any]:
+    """Records in a seeded random order through a buffer of ``size``: each new record takes the place of a
+    random buffered one, which is emitted; the rest come out shuffled at the end. A unit that fits in the buffer
+    comes out uniformly shuffled; a longer one moves each record by about ``size`` places."""
+    rng = np.random.default_rng(seed)
+    buf: list[Any] = []
+    slots = np.zeros(0, dtype=np.int64)
+    for rec in records:
+        if len(buf) < size:
+            buf.append(rec)
+            continue
+        if len(slots) == 0:
+            slots = rng.integers(size, size=1024)
+        i, slots = int(slots[0]), slots[1:]
+        yield buf[i]
+        buf[i] = rec
+    for i in rng.permutation(len(buf)).tolist():
+        yield buf[i]
+
+
+def _line_of(rec: Any, config: PrepareConfig) -> int | None:
+    """The record's line number; inside a byte range it is counted now, on the error path only."""
+    if rec.line is not None or rec.row is not None:
+        return rec.line
+    inner = rec.position.get("position", rec.position)
+    offset = inner.get("offset") if isinstance(inner, dict) else None
+    if offset is None:
+        return None
+    from tokenmill.sources.lines import LineCounter
+
+    options = store.fsspec_options(config.storage_options, rec.path)
+    return LineCounter(rec.path, options).line_at(offset) - 1
+
+
+def _chunks(records: Iterator[Any], size: int = RECORDS_PER_BATCH) -> Iterator[list[Any]]:
+    """Records in batches of at most ``size`` records or about ``TEXT_BYTES_PER_BATCH`` of text."""
+    chunk: list[Any] = []
+    nbytes = 0
+    for rec in records:
+        chunk.append(rec)
+        nbytes += _approx_size(rec.record)
+        if len(chunk) >= size or nbytes >= TEXT_BYTES_PER_BATCH:
+            yield chunk
+            chunk, nbytes = [], 0
+    if chunk:
+        yield chunk
+
+
+def _approx_size(record: Any) -> int:
+    if isinstance(record, dict):
+        return sum(len(v) if isinstance(v, (str, bytes, list)) else 8 for v in record.values())
+    return 64
