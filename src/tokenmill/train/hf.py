@@ -35,6 +35,7 @@ import torch
 from transformers import TrainerCallback
 
 from tokenmill.errors import ConfigError, StateError
+from tokenmill.labels import IGNORE_INDEX
 from tokenmill.state import Resumable, ResumableIterator, with_states
 
 DATA_STATE_FILE = "tokenmill_data_state.json"
@@ -172,7 +173,7 @@ class TokenmillCollator:
             labels = out["input_ids"].copy()
             if "loss_mask" in samples[0]:
                 mask = np.stack([np.asarray(s["loss_mask"], dtype=bool) for s in samples])
-                labels[~mask] = -100
+                labels[~mask] = IGNORE_INDEX
             out["labels"] = labels
         elif self.labels_shifted:
             out["shift_labels"] = out["labels"]
