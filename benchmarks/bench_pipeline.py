@@ -12,7 +12,7 @@ Measured, each in its own process:
   ceiling    tokenmill's ``Tokenizer.encode_batch`` over the documents, in memory (no reading, no pipeline)
   tokens/s   the chain over the first ``--batches`` batches (and the time to the first batch)
   state      the saved state's size: tokenmill's JSON, epochraft's pickle (torch.save)
-  resume     seconds from ``iter(state_dict=...)`` to the first batch after 100, 1,000 and 10,000 batches,
+  resume     seconds from ``iter(state)`` to the first batch after 100, 1,000 and 10,000 batches,
              in a fresh process, checked to be the very batch of the uninterrupted run; and to batch 130,
              minus 130 batches at the steady rate (epochraft serves its first 125 batches from the buffer
              stored in its state, so only the later figure shows what its re-reading costs)
@@ -114,7 +114,7 @@ elif mode == "resume":
         state = json.load(f)
     pipe = chain(True)
     t = time.perf_counter()
-    it = pipe.iter(state_dict=state)
+    it = pipe.iter(state)
     batch = next(it)
     dt = time.perf_counter() - t
     for _ in range(AFTER - 1):
@@ -178,7 +178,7 @@ elif mode == "resume":
     state = torch.load(arg, weights_only=False)
     pipe = chain(True)
     t = time.perf_counter()
-    it = pipe.iter(state_dict=state)
+    it = pipe.iter(state)
     batch = next(it)
     dt = time.perf_counter() - t
     for _ in range(AFTER - 1):
