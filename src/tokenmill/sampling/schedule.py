@@ -245,6 +245,41 @@ class WeightSchedule:
             i += 1
         return out
 
+    def time_to(self, x0: int, source: np.ndarray, level: np.ndarray, horizon: int) -> np.ndarray:
+        """For each (source, level): how far past ``x0`` (within ``[0, horizon]``) the source's quota has grown
+        by ``level`` (floats; where the quota never gets there, ``horizon``).
+
+        Within one segment this is closed form (a linear or quadratic quota solved in its stable form); across a
+        segment end it interpolates the quota on the ``horizon + 1`` positions.
+        """
+        i = self._segment(x0)
+        s = self.segments[i]
+        if s.end is None or x0 + horizon <= s.end:
+            s0 = (
+                self._first[i]
+                if s.end is None
+                else self._first[i] + (self._last[i] - self._first[i]) * ((x0 - s.start) / (s.end - s.start))
+            )
+            rate = s0[source]
+            if s.end is None or s.first == s.last:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    t = np.where(rate > 0, level / np.where(rate > 0, rate, 1.0), horizon)
+            else:  # level = rate t + slope t^2 / 2  ->  t = 2 level / (rate + sqrt(rate^2 + 2 slope level))
+                slope = ((self._last[i] - self._first[i]) / (s.end - s.start))[source]
+                root = np.sqrt(np.maximum(rate * rate + 2 * slope * level, 0.0))
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    t = np.where(
+                        rate + root > 0, 2 * level / np.where(rate + root > 0, rate + root, 1.0), horizon
+                    )
+            return np.clip(t, 0.0, float(horizon))
+        offsets = np.arange(horizon + 1, dtype=np.float64)
+        inc = np.maximum.accumulate(self.increments(x0, offsets), axis=1)
+        out = np.empty(level.shape)
+        for k in np.unique(source).tolist():
+            sel = source == k
+            out[sel] = np.interp(level[sel], inc[k], offsets)
+        return out
+
     def mean_shares(self, lo: int, hi: int) -> np.ndarray:
         """Each source's mean share over positions ``[lo, hi)``."""
         a, b = self.quota(lo), self.quota(hi)
