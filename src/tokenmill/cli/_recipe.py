@@ -1,8 +1,10 @@
-"""``--recipe`` for ``tokenmill prepare`` and ``tokenmill inspect``: parse, call :mod:`tokenmill.recipe`, print."""
+"""``--recipe`` (and ``--config`` with a Levanter or RWKV-infctx file) for ``prepare``, ``inspect`` and ``batches``:
+parse, call :mod:`tokenmill.recipe`, print."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tokenmill.cli._common import human, print_json
 from tokenmill.errors import ConfigError
@@ -31,14 +33,47 @@ _RECIPE_OWNS = (
 )
 
 
-def run_prepare(args: argparse.Namespace) -> int:
-    from tokenmill.recipe import load_recipe, prepare_recipe
+def is_foreign_config(args: argparse.Namespace) -> bool:
+    """Whether ``--config`` names a Levanter or RWKV-infctx config file (a data section), not tokenmill's own."""
+    from tokenmill.recipe import is_foreign
 
-    given = [name for name in _RECIPE_OWNS if getattr(args, name, None) not in (None, [], False)]
+    return bool(getattr(args, "config", None)) and is_foreign(args.config)
+
+
+def recipe_of(args: argparse.Namespace, *, build: bool = False, data_on_stdout: bool = False):
+    """The recipe ``--recipe`` or ``--config`` names; a foreign config prints how each key was understood (on
+    stderr when stdout carries JSON or data), and before a build its tokenizer must be available offline."""
+    from tokenmill.recipe import load_foreign, load_recipe
+    from tokenmill.recipe.foreign import check_tokenizer_offline
+
+    if getattr(args, "recipe", None):
+        if getattr(args, "config", None):
+            raise ConfigError("give either --recipe or --config, not both")
+        return load_recipe(args.recipe)
+    if not is_foreign_config(args):
+        raise ConfigError(
+            f"{args.config}: not a Levanter or RWKV-infctx config (no data: section); a tokenmill recipe goes "
+            "with --recipe"
+        )
+    conversion = load_foreign(args.config, tokenizer=getattr(args, "tokenizer", None) if build else None)
+    out = sys.stderr if getattr(args, "json", False) or data_on_stdout else sys.stdout
+    print("\n".join(conversion.explain()), file=out, flush=True)
+    if build:
+        check_tokenizer_offline(conversion)
+    return conversion.recipe
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from tokenmill.recipe import prepare_recipe
+
+    foreign = not args.recipe
+    owned = [n for n in _RECIPE_OWNS if not (foreign and n in ("config", "tokenizer"))]
+    given = [name for name in owned if getattr(args, name, None) not in (None, [], False)]
     if given:
         flags = ", ".join("SOURCE" if n == "sources" else "--" + n.replace("_", "-") for n in given)
-        raise ConfigError(f"{flags}: set these per source in the recipe, not beside --recipe")
-    recipe = load_recipe(args.recipe)
+        beside = "--recipe" if args.recipe else "a Levanter or RWKV-infctx --config"
+        raise ConfigError(f"{flags}: set these per source in the recipe, not beside {beside}")
+    recipe = recipe_of(args, build=True)
 
     def log(result) -> None:
         if args.json:
@@ -67,9 +102,9 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from tokenmill.recipe import load_recipe, plot_schedule, plot_shares, recipe_report
+    from tokenmill.recipe import plot_schedule, plot_shares, recipe_report
 
-    recipe = load_recipe(args.recipe)
+    recipe = recipe_of(args)
     report = recipe_report(
         recipe,
         args.output or args.cache,
@@ -87,7 +122,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         print_json(report)
         return 0
     print(
-        f"recipe     {report['recipe'] or args.recipe}  ->  {report['output']}\n"
+        f"recipe     {report['recipe'] or args.recipe or args.config}  ->  {report['output']}\n"
         f"mixture    {report['mode']}, seq_len {report['seq_len']}, policy {report['policy']}: "
         + ("the planned run is " if "schedule" in report else "one pass is ")
         + f"{report['samples_per_pass']} samples, {human(report['tokens_per_pass'])} tokens"

@@ -39,9 +39,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="read a data recipe's sources mixed by its weights (a recipe.yaml or a prepared recipe folder; "
         "a CACHE argument then names the folder it was prepared in)",
     )
-    p.add_argument("--seq-len", type=int, required=True, help="tokens per sample")
+    p.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="a Levanter or RWKV-infctx config file: its data section read as a recipe (docs/migrate/)",
+    )
+    p.add_argument("--seq-len", type=int, help="tokens per sample (required unless a recipe gives seq_len)")
     p.add_argument("--batch-size", type=int, required=True, help="global batch size (all ranks together)")
-    p.add_argument("--mode", choices=MODES, default="windows")
+    p.add_argument("--mode", choices=MODES, help="sample layout (default: the recipe's, else windows)")
     p.add_argument("--split", default="train", help="train or validation (default: train)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-shuffle", action="store_true", help="cache order instead of the seeded shuffle")
@@ -78,14 +83,16 @@ def build_source(args: argparse.Namespace):
     """The dataset or mixture the arguments describe."""
     from tokenmill.loader import Mixture, TokenDataset
 
-    if args.recipe:
+    if args.recipe or args.config:
         return _recipe_source(args)
     if not args.caches:
         raise ConfigError("name a CACHE to read (or --recipe RECIPE)")
+    if args.seq_len is None:
+        raise ConfigError("--seq-len is required when reading caches (a recipe may give seq_len instead)")
     options = dict(
         split=args.split,
         seq_len=args.seq_len,
-        mode=args.mode,
+        mode=args.mode or "windows",
         shuffle=not args.no_shuffle,
         seed=args.seed,
         read=args.read,
@@ -109,12 +116,13 @@ def build_source(args: argparse.Namespace):
 
 def _recipe_source(args: argparse.Namespace):
     """The mixture of a data recipe (its weights and policy; mode, seq_len, seed and split from the flags)."""
-    from tokenmill.recipe import load_recipe, recipe_mixture
+    from tokenmill.cli._recipe import recipe_of
+    from tokenmill.recipe import recipe_mixture
 
     if len(args.caches) > 1 or args.weights:
         raise ConfigError("with --recipe, name at most one CACHE (the recipe's folder) and no --weights")
     return recipe_mixture(
-        load_recipe(args.recipe),
+        recipe_of(args, data_on_stdout=True),
         args.caches[0] if args.caches else None,
         seq_len=args.seq_len,
         mode=args.mode,

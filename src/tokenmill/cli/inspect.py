@@ -22,6 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="RECIPE",
         help="a recipe.yaml (or a prepared recipe folder): per source documents, tokens, share and epochs",
     )
+    p.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="a Levanter or RWKV-infctx config file: its data section read as a recipe (docs/migrate/)",
+    )
     p.add_argument("--output", help="with --recipe: the folder it was prepared in (default: the recipe's)")
     p.add_argument(
         "--seq-len", type=int, help="with --recipe: sample length (default: the recipe's, or 1024)"
@@ -110,7 +115,7 @@ def plot_lengths(lengths: np.ndarray, path: str, title: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.recipe:
+    if args.recipe or args.config:
         from tokenmill.cli._recipe import run_inspect
 
         return run_inspect(args)

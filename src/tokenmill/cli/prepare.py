@@ -31,7 +31,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "versioned Lance token cache. Run the same command again to resume a killed build.",
     )
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="files, URLs, brace patterns or globs")
-    p.add_argument("--config", help="YAML file with prepare options (flags override it)")
+    p.add_argument(
+        "--config",
+        help="YAML file with prepare options (flags override it), or a Levanter / RWKV-infctx config file whose "
+        "data section is prepared as a recipe (docs/migrate/)",
+    )
     p.add_argument(
         "--recipe",
         metavar="RECIPE.yaml",
@@ -142,11 +146,10 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tokenmill.cli._recipe import is_foreign_config, run_prepare
     from tokenmill.prepare import PrepareConfig, prepare
 
-    if args.recipe:
-        from tokenmill.cli._recipe import run_prepare
-
+    if args.recipe or is_foreign_config(args):
         return run_prepare(args)
     data = resolve_config(args)
     config = PrepareConfig.from_dict(data, where=args.config or "prepare options")

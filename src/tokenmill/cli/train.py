@@ -25,7 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="TRAIN.yaml", help="the run's YAML config (examples/tiny.yaml)")
-    p.add_argument("--data", metavar="CACHE", help="the cache to train on (overrides 'data' in the config)")
+    p.add_argument(
+        "--data",
+        metavar="CACHE",
+        help="the cache, recipe, or Levanter / RWKV-infctx config file to train on (overrides 'data' in the config)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -75,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
     values = {"data": args.data, "run_dir": args.run_dir, "progress": args.progress}
     config = load_train_config(args.config, args.set, **values)
     main = int(os.environ.get("RANK", "0")) == 0
+    if main and isinstance(config.data, str):
+        from tokenmill.recipe import is_foreign, load_foreign
+
+        if is_foreign(config.data):  # a Levanter or RWKV-infctx config: say how its data section was read
+            print("\n".join(load_foreign(config.data).explain()), file=sys.stderr, flush=True)
     if args.export:
         checkpoint = resolve_checkpoint(args.resume or True, config.run_dir)
         out = export_checkpoint(checkpoint, args.export)

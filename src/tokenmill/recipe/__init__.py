@@ -25,6 +25,7 @@ The package follows a recipe's life (docs/recipes.md):
 from __future__ import annotations
 
 from tokenmill.recipe.build import ALL_DOCUMENTS, CacheResult, RecipeSummary, prepare_recipe
+from tokenmill.recipe.foreign import Conversion, is_foreign, load_foreign
 from tokenmill.recipe.inputs import SourceInputs, check_inputs
 from tokenmill.recipe.layout import STATE_FILE, STATE_FORMAT, VALIDATION_SUFFIX, cache_path
 from tokenmill.recipe.plot import plot_schedule, plot_shares
@@ -65,6 +66,7 @@ __all__ = [
     "TOP_KEYS",
     "VALIDATION_SUFFIX",
     "CacheResult",
+    "Conversion",
     "Recipe",
     "RecipeSummary",
     "SourceInputs",
@@ -72,7 +74,9 @@ __all__ = [
     "_format_keys",
     "cache_path",
     "check_inputs",
+    "is_foreign",
     "is_recipe",
+    "load_foreign",
     "load_recipe",
     "parse_recipe",
     "plot_schedule",

@@ -218,7 +218,10 @@ def is_recipe(value: Any) -> bool:
 
 def load_recipe(path: str | os.PathLike, storage_options: dict[str, str] | None = None) -> Recipe:
     """Read and validate a recipe YAML, or the recipe recorded in a prepared folder (``DIR`` or its
-    ``recipe.json``, local or in a bucket; credentials then come from ``storage_options`` or the environment)."""
+    ``recipe.json``, local or in a bucket; credentials then come from ``storage_options`` or the environment).
+
+    A YAML file with a Levanter or RWKV-infctx ``data:`` section (and no ``sources:``) is read as that tool's
+    configuration (:mod:`tokenmill.recipe.foreign`)."""
     text = os.fspath(path)
     if not text.endswith((".yaml", ".yml")) and (
         text.endswith(STATE_FILE) or os.path.isdir(text) or "://" in text
@@ -234,6 +237,10 @@ def load_recipe(path: str | os.PathLike, storage_options: dict[str, str] | None 
         recipe.output = recipe.output or (os.path.abspath(folder) if store.is_local(folder) else folder)
         return recipe
     data = load_yaml(text)
+    if "sources" not in data and isinstance(data.get("data"), dict):
+        from tokenmill.recipe.foreign import load_foreign  # a Levanter or RWKV-infctx config file
+
+        return load_foreign(text).recipe
     base = text.rsplit("/", 1)[0] if "://" in text else os.path.dirname(os.path.abspath(text))
     return parse_recipe(data, path=text, lines=key_lines(text), base=base)
 
