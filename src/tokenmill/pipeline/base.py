@@ -25,7 +25,6 @@ from tokenmill.state import (  # noqa: F401 - re-exported for the stages
     ChildIterator,
     ResumableIterator,
     parent_state,
-    put_until_stopped,
     require,
 )
 
