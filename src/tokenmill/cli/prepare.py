@@ -10,6 +10,10 @@ import yaml
 
 from tokenmill.cli._common import human, parse_key_values, parse_number, print_json
 from tokenmill.config import load_yaml
+from tokenmill.sources.detect import FORMATS as INPUT_FORMATS
+from tokenmill.sources.detect import INPUT_FORMAT_ALIASES
+
+DEFAULT_UNIT_BYTES = 8 << 20  # PrepareConfig.unit_bytes (a test keeps the two equal)
 
 # command-line flag -> record-format option (the formats layer validates the values)
 FORMAT_FLAGS = {
@@ -47,7 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--output", "-o", help="cache folder or URL")
     p.add_argument(
-        "--input-format", choices=["jsonl", "parquet", "csv", "cbor", "text"], help="override detection"
+        "--input-format",
+        choices=[*INPUT_FORMATS, *INPUT_FORMAT_ALIASES],
+        metavar="FORMAT",
+        help="override detection: jsonl, parquet, csv, cbor, text (aliases json, ndjson, pq, tsv, txt)",
     )
     p.add_argument("--text-key", help="field holding the text (default: text)")
     p.add_argument(
@@ -73,7 +80,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--on-error", choices=["raise", "skip"], help="bad records: stop (default) or skip and count"
     )
     p.add_argument("--row-tokens", type=int, help="longest cache row; longer documents span several rows")
-    p.add_argument("--unit-bytes", type=int, help="target input bytes per work unit (default 64 MB)")
+    p.add_argument(
+        "--unit-bytes",
+        type=int,
+        help=f"target input bytes per work unit (default {DEFAULT_UNIT_BYTES >> 20} MiB)",
+    )
     p.add_argument("--append", action="store_true", default=None, help="add new sources to an existing cache")
     p.add_argument("--overwrite", action="store_true", default=None, help="rebuild a cache made differently")
     p.add_argument("--executor", choices=["local", "ray"])

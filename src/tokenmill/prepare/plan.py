@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from tokenmill.cache import store
+from tokenmill.config import digest
 from tokenmill.errors import ConfigError
 from tokenmill.prepare.config import PrepareConfig
 from tokenmill.prepare.records import Unit, unit_urls
@@ -116,4 +117,4 @@ def derived_seed(seed: int, *parts: Any) -> int:
 
 def identity_hash(identity: dict[str, Any]) -> str:
     """A short digest of a build's identity, stored in the plan."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest(identity)

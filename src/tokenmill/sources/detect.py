@@ -34,6 +34,7 @@ _EXTENSIONS = {
 
 # names accepted by ``--input-format`` besides the canonical ones
 _ALIASES = {"json": "jsonl", "ndjson": "jsonl", "pq": "parquet", "tsv": "csv", "txt": "text"}
+INPUT_FORMAT_ALIASES = tuple(_ALIASES)
 
 
 def _name(url: str) -> str:
