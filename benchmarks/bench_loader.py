@@ -10,7 +10,7 @@ in the two other layouts, so every reader serves the very same tokens:
              vectorised over a batch of 64: one fancy index, or rows of a strided window view (what tokenmill
              does; copying only, no labels)
   tokenmill  ``BatchIterator(TokenDataset(cache, seq_len=1024, mode="windows"))`` (shuffled, global batch 8 and
-             64; ``input_ids`` and shifted ``labels`` as int64) with the default memmap read, with Lance reads,
+             64; ``input_ids``, ``labels`` and ``shift_labels`` as int64) with the default memmap read, with Lance reads,
              and through ``PrefetchIterator`` (torch tensors); then packed and padded modes
 
 Also: time to open the dataset and build its derived files (cold: none on disk; warm: reused), the packing plan,

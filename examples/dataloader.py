@@ -9,9 +9,9 @@ the DataLoader returns them round-robin: the stream is the one a single process 
 ``make_dataloader`` starts its workers with ``spawn`` (hence the ``__main__`` guard). The position to save is
 ``dataset.state_after(batches_received)``, a small JSON dict; pass it back as ``state=`` to resume at once.
 
-Labels come from the loader already shifted (``labels[t]`` is the target of input ``t``), so the loss is a plain
-cross-entropy of the logits against the labels. A model from Hugging Face shifts labels itself: give it
-``tokenmill.loader.aligned_labels(labels)`` (or compute the loss yourself, as here). The reference trainer
+Labels are Hugging Face's (aligned with ``input_ids``, -100 where nothing is trained, never across packed
+documents), so the model computes the right loss itself from ``labels=``. To write the loss by hand, take
+``tokenmill.labels.next_token_targets(batch)`` as the targets of the logits. The reference trainer
 (``tokenmill train``) does all of this plus checkpoints, DDP and metrics; this file shows the bare minimum.
 """
 
@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, GPT2Config
 
 from tokenmill.cache import read_manifest
@@ -65,14 +64,12 @@ def main() -> None:
     received = 0
     t0 = time.perf_counter()
     for batch in loader:
-        logits = model(
+        loss = model(
             input_ids=batch["input_ids"].long(),
             position_ids=batch["position_ids"].long(),  # packed: positions restart at every document
             attention_mask=batch["attention_mask"].long(),
-        ).logits
-        loss = F.cross_entropy(
-            logits.flatten(0, 1).float(), batch["labels"].long().flatten(), ignore_index=-100
-        )
+            labels=batch["labels"].long(),
+        ).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

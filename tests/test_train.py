@@ -348,7 +348,8 @@ def test_sft_masks_are_respected_by_the_loss(tmp_path, tokenizer_path):
     """Prompt tokens are never trained: the trainer's loss equals the model's loss over completions only."""
     from transformers import AutoModelForCausalLM, GPT2Config
 
-    from tokenmill.loader import BatchIterator, TokenDataset, aligned_labels
+    from tokenmill.labels import next_token_targets
+    from tokenmill.loader import BatchIterator, TokenDataset
 
     docs = make_documents(120, seed=3, max_words=60)
     records = [{"prompt": d[: len(d) // 2], "completion": d[len(d) // 2 :]} for d in docs]
@@ -362,11 +363,11 @@ def test_sft_masks_are_respected_by_the_loss(tmp_path, tokenizer_path):
     model = AutoModelForCausalLM.from_config(config).eval()
     ids = torch.from_numpy(batch["input_ids"].astype(np.int64))
     mask = torch.from_numpy(batch["attention_mask"].astype(np.int64))
+    targets = next_token_targets({"labels": labels})
     with torch.no_grad():
-        aligned = torch.from_numpy(aligned_labels(labels.numpy()))
-        out = model(input_ids=ids, attention_mask=mask, labels=aligned, shift_labels=labels)
-        ours = lm_loss_sum(model(input_ids=ids, attention_mask=mask).logits, labels, shifted=True)
-    assert ours.item() / int((labels != -100).sum()) == pytest.approx(out.loss.item(), rel=1e-5)
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        ours = lm_loss_sum(model(input_ids=ids, attention_mask=mask).logits, targets)
+    assert ours.item() / int((targets != -100).sum()) == pytest.approx(out.loss.item(), rel=1e-5)
     result = train(tiny(sft, tmp_path / "run", mode="padded", max_steps=3))
     assert result.step == 3 and np.isfinite(result.loss)
 

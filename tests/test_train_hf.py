@@ -109,7 +109,8 @@ def test_resume_from_checkpoint_continues_with_the_next_batches(cache, tmp_path,
 
 
 def test_loss_matches_the_loader_labels(cache, tmp_path):
-    """The collator's shift_labels make the model's loss the mean over the loader's own targets."""
+    """The collator passes the loader's labels and shift_labels on as they are, so the model's loss is the mean
+    over the loader's own targets, the last input's included."""
     from tokenmill.loader import BatchIterator
 
     data = HFTrainerData(TokenDataset(str(cache), seq_len=32, seed=1))
@@ -117,7 +118,8 @@ def test_loss_matches_the_loader_labels(cache, tmp_path):
     samples = [s for _, s in zip(range(4), iter(data.dataset))]
     batch = data.collator(samples)
     direct = next(BatchIterator(TokenDataset(str(cache), seq_len=32, seed=1), 4, rank=0, world_size=1))
-    assert torch.equal(batch["shift_labels"], torch.from_numpy(direct["labels"].astype("int64")))
+    assert torch.equal(batch["labels"], torch.from_numpy(direct["labels"].astype("int64")))
+    assert torch.equal(batch["shift_labels"], torch.from_numpy(direct["shift_labels"].astype("int64")))
     assert torch.equal(batch["labels"][:, 1:], batch["shift_labels"][:, :-1])
     model = AutoModelForCausalLM.from_config(
         GPT2Config(vocab_size=1024, n_layer=1, n_head=2, n_embd=16)

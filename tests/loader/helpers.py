@@ -21,8 +21,17 @@ def split_stream(cache: Path, split: str = "train") -> tuple[np.ndarray, np.ndar
     return flat, mask, [flat[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
+def expected_targets(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Next-token targets of a run of tokens (pre-shifted): the next token where it is trained, else -100; the last
+    token of the run has none."""
+    targets = np.full(tokens.size, IGNORE_INDEX, dtype=np.int64)
+    targets[:-1] = np.where(mask[1:], tokens[1:], IGNORE_INDEX)
+    return targets
+
+
 def expected_labels(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Shifted targets of a run of tokens: the next token where it is trained, else -100; the last has none."""
-    labels = np.full(tokens.size, IGNORE_INDEX, dtype=np.int64)
-    labels[:-1] = np.where(mask[1:], tokens[1:], IGNORE_INDEX)
+    """Hugging Face labels of a run of tokens (aligned): each token where it is trained, else -100; the first token
+    of the run is never a target."""
+    labels = np.where(mask, tokens, IGNORE_INDEX).astype(np.int64)
+    labels[:1] = IGNORE_INDEX
     return labels

@@ -16,7 +16,7 @@ from tokenmill.loader import (
 
 # ------------------------------------------------------------------------------------------------ modes
 @pytest.mark.parametrize("read", ["memmap", "lance"])
-def test_windows_cover_the_stream_with_shifted_labels(sft_cache, read):
+def test_windows_cover_the_stream_with_aligned_labels_and_shift_labels(sft_cache, read):
     flat, mask, _ = split_stream(sft_cache)
     seq_len = 48
     ds = TokenDataset(sft_cache, seq_len=seq_len, shuffle=False, read=read)
@@ -25,9 +25,14 @@ def test_windows_cover_the_stream_with_shifted_labels(sft_cache, read):
     assert batch["input_ids"].dtype == np.int64 and batch["input_ids"].shape == (len(ds), seq_len)
     covered = len(ds) * seq_len
     assert np.array_equal(batch["input_ids"].reshape(-1), flat[:covered])
+    # every token of the stream after the first is the target of exactly one input: shift_labels[t] of input t
     want = np.where(mask[1 : covered + 1], flat[1 : covered + 1], IGNORE_INDEX)
-    assert np.array_equal(batch["labels"].reshape(-1), want)
-    assert (batch["labels"] == IGNORE_INDEX).any()  # the prompts are masked
+    assert np.array_equal(batch["shift_labels"].reshape(-1), want)
+    assert (batch["shift_labels"] == IGNORE_INDEX).any()  # the prompts are masked
+    # labels are aligned with the inputs (Hugging Face): each token where trained, never the window's first
+    aligned = np.where(mask[:covered], flat[:covered], IGNORE_INDEX).reshape(len(ds), seq_len)
+    aligned[:, 0] = IGNORE_INDEX
+    assert np.array_equal(batch["labels"], aligned)
     assert ds.describe()["read"] == read
 
 

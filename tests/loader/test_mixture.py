@@ -20,7 +20,7 @@ def test_mixture_shares_and_resume(text_cache, sft_cache):
     b = TokenDataset(sft_cache, seq_len=32)
     mix = Mixture([(a, 0.7), (b, 0.3)], seed=4)
     it = BatchIterator(mix, 100, rank=0, world_size=1)
-    sources = np.concatenate([next(it)["source"] for _ in range(100)])
+    sources = np.concatenate([next(it)["source_index"] for _ in range(100)])
     shares = np.bincount(sources, minlength=2) / sources.size
     assert sources.size == 10_000 and abs(shares[0] - 0.7) < 0.01 and abs(shares[1] - 0.3) < 0.01
     # a sample from the mixture is the component's sample

@@ -39,7 +39,7 @@ def batches(it: BatchIterator, n: int) -> list[dict]:
 def test_batches_follow_the_schedule_in_every_mode(text_cache, sft_cache, mode):
     mix = mixture(text_cache, sft_cache, mode)
     got = batches(BatchIterator(mix, B, rank=0, world_size=1), 120)
-    sources = np.stack([b["source"] for b in got])  # [step, sample]
+    sources = np.stack([b["source_index"] for b in got])  # [step, sample]
     sft = sources.mean(axis=1)
     assert sft[:4].mean() < 0.2 and abs(sft[50:100].mean() - 0.8) < 0.02 and sft[101:].max() == 0
     # between steps 0 and 40 the share of sft grows linearly from 0.1 to 0.8

@@ -164,7 +164,7 @@ def test_mixture_token_shares_match_the_weights(built):
     it = BatchIterator(mixture, 100, rank=0, world_size=1, steps=100)
     tokens = np.zeros(3)
     for batch in it:  # windows: every sample is seq_len input tokens
-        np.add.at(tokens, batch["source"], batch["input_ids"].shape[1])
+        np.add.at(tokens, batch["source_index"], batch["input_ids"].shape[1])
     shares = tokens / tokens.sum()
     assert it.samples_consumed == 10_000
     assert np.abs(shares - [0.5, 0.3, 0.2]).max() < 0.01, shares

@@ -18,6 +18,7 @@ import numpy as np
 
 from tokenmill.cli._common import parse_key_values, print_json
 from tokenmill.errors import ConfigError
+from tokenmill.labels import IGNORE_INDEX, next_token_targets
 from tokenmill.loader.layouts import LONG_DOCUMENTS, MODES
 from tokenmill.loader.streams import READS
 from tokenmill.sampling.mixture import POLICIES
@@ -66,7 +67,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--decode", action="store_true", help="print each sample as text (the default)")
     out.add_argument(
-        "--digest", action="store_true", help="print 'STEP HASH' per sample (hash of inputs+labels)"
+        "--digest",
+        action="store_true",
+        help="print 'STEP HASH' per sample (hash of inputs and next-token targets)",
     )
     out.add_argument("--json", action="store_true", help="print only a JSON summary with throughput")
     p.add_argument("--read", choices=READS, default="auto", help="how tokens are read")
@@ -149,17 +152,18 @@ def _weights(text: str | None, n: int) -> list[float]:
     return weights
 
 
-def sample_digest(input_ids: np.ndarray, labels: np.ndarray) -> str:
-    """The hash printed by ``--digest``: 16 hex digits of blake2b over the int64 inputs, then the labels."""
+def sample_digest(input_ids: np.ndarray, targets: np.ndarray) -> str:
+    """The hash printed by ``--digest``: 16 hex digits of blake2b over the int64 inputs, then the next-token
+    targets (:func:`tokenmill.labels.next_token_targets`, which include the windows mode's extra target)."""
     h = hashlib.blake2b(digest_size=8)
     h.update(np.ascontiguousarray(input_ids, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(targets, dtype=np.int64).tobytes())
     return h.hexdigest()
 
 
 def decode_sample(tokenizer: Any, batch: dict[str, np.ndarray], row: int) -> str:
-    """What the model sees: each document (segment) on its own, tokens whose target is loss-masked in
-    guillemets, padding left out."""
+    """What the model sees: each document (segment) on its own, tokens that are not trained (their label is -100)
+    in guillemets, padding left out."""
     ids = batch["input_ids"][row]
     labels = batch["labels"][row]
     real = int(batch["attention_mask"][row].sum()) if "attention_mask" in batch else ids.size
@@ -169,8 +173,10 @@ def decode_sample(tokenizer: Any, batch: dict[str, np.ndarray], row: int) -> str
         starts = [0]
     pieces = []
     for lo, hi in zip(starts, starts[1:] + [real], strict=True):
-        # a token is trained when the previous position's label predicts it (the first one is shown plain)
-        trained = np.r_[True, labels[lo : hi - 1] != -100]
+        # labels are aligned: a token is trained when its own label is set; the first token of a document is
+        # never a target (nothing before it in the sample), so it is shown plain
+        trained = labels[lo:hi] != IGNORE_INDEX
+        trained[:1] = True
         text = []
         for run_lo, run_hi, flag in _runs(trained):
             part = tokenizer.decode(ids[lo + run_lo : lo + run_hi].tolist())
@@ -222,16 +228,15 @@ def run(args: argparse.Namespace) -> int:
         samples += n
         tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].size
         if args.digest:
+            targets = next_token_targets(batch)
             out.write(
-                "".join(
-                    f"{step} {sample_digest(batch['input_ids'][i], batch['labels'][i])}\n" for i in range(n)
-                )
+                "".join(f"{step} {sample_digest(batch['input_ids'][i], targets[i])}\n" for i in range(n))
             )
         elif not args.json:
             for i in range(n):
-                k = int(batch["source"][i]) if "source" in batch else 0
+                k = int(batch["source_index"][i]) if "source_index" in batch else 0
                 names = getattr(source, "names", args.caches)
-                where = f" \u00b7 {names[k]}" if "source" in batch else ""
+                where = f" \u00b7 {names[k]}" if "source_index" in batch else ""
                 out.write(
                     f"=== step {step} \u00b7 rank {it.rank}/{it.world_size} \u00b7 sample {i}{where} ===\n"
                 )

@@ -11,12 +11,13 @@ number per epoch, and resuming it (on any number of ranks) is O(1).
 - :class:`BatchIterator` (``batches.py``) walks global batches of a dataset or mixture and gives each rank its
   slice; ``state_files.py`` saves its state; ``world.py`` finds the rank and world size.
 
-Every sample is a dict of numpy arrays of length ``seq_len``: ``input_ids`` and ``labels`` where ``labels[t]`` is the
-token that input ``t`` is trained to predict (already shifted; -100 where that target is loss-masked, crosses a
-document boundary in packed/padded modes, or is padding). Hugging Face models shift labels themselves; give them
-:func:`aligned_labels` instead. Packed samples add ``position_ids`` (restarting at every document),
-``attention_mask`` and, per batch, ``cu_seqlens``/``max_seqlen`` for variable-length attention kernels; padded
-samples add ``attention_mask``.
+Every sample is a dict of numpy arrays of length ``seq_len``: ``input_ids`` and ``labels`` in the one convention of
+:mod:`tokenmill.labels` (Hugging Face's: aligned with the inputs, -100 where the token is loss-masked, padding, or
+the first of a packed document), so ``model(**batch)`` on a transformers causal LM computes the right loss.
+Windows add ``shift_labels`` (the target of every input, the last one's included: a window reads ``seq_len + 1``
+tokens). Packed samples add ``position_ids`` (restarting at every document), ``attention_mask`` and, per batch,
+``cu_seqlens``/``max_seqlen`` for variable-length attention kernels; padded samples add ``attention_mask``;
+mixtures add ``source_index``.
 
 The names are imported lazily, so ``tokenmill.loader.layouts.MODES`` is cheap to reach from a config module.
 """

@@ -18,11 +18,10 @@ from tokenmill.sampling.windows import num_windows, window_starts
 
 MODES = ("windows", "packed", "padded")
 Mode = Literal["windows", "packed", "padded"]
-LONG_DOCUMENTS = (
-    "split",
-    "truncate",
-)  # padded mode: a document longer than seq_len is cut into pieces or cut off
-PAD_TO = ("seq_len", "longest")  # padded mode: pad every batch to seq_len, or to its longest sample
+# padded mode: a document longer than seq_len is cut into pieces, or cut off after the first
+LONG_DOCUMENTS = ("split", "truncate")
+# padded mode: pad every batch to seq_len, or to its longest sample
+PAD_TO = ("seq_len", "longest")
 
 
 def cu_seqlens_from_position_ids(position_ids: np.ndarray) -> tuple[np.ndarray, int]:
@@ -52,8 +51,10 @@ def assemble(
     Segments fill each row from column 0 without gaps, in order (``seg_offset`` is where each starts in its row),
     so ``tokens``, the segments' tokens one after the other, are exactly the row-major order of the cells
     ``column < fill[row]``: one boolean scatter places them all. Everything else is whole-grid arithmetic plus
-    scatters over segments, never over tokens. A label is the next token of the same segment; the last token of
-    a segment, masked targets and padding get -100; positions restart at 0 per segment and for the padding.
+    scatters over segments, never over tokens. Labels are aligned with the inputs (:mod:`tokenmill.labels`): a
+    token is its own label, except the first token of every segment (so no document is trained to predict the
+    next one), loss-masked tokens and padding, which get -100; positions restart at 0 per segment and for the
+    padding.
     """
     fill = np.zeros(n, dtype=np.int64)
     np.add.at(fill, seg_sample, seg_len)
@@ -65,14 +66,13 @@ def assemble(
     input_ids, labels, position_ids, attention_mask = block
     input_ids.fill(pad_id)
     input_ids[real] = tokens
-    labels[:, :-1] = input_ids[:, 1:]
-    labels[:, -1] = IGNORE_INDEX
-    labels[seg_sample, seg_offset + seg_len - 1] = IGNORE_INDEX
+    np.copyto(labels, input_ids)
     labels[~real] = IGNORE_INDEX
     if mask is not None:
         trained = np.ones((n, seq_len), dtype=bool)
         trained[real] = mask
-        labels[:, :-1][~trained[:, 1:]] = IGNORE_INDEX
+        labels[~trained] = IGNORE_INDEX
+    labels[seg_sample, seg_offset] = IGNORE_INDEX
     position_ids[...] = fill[:, None]
     position_ids[real] = np.repeat(seg_offset, seg_len)
     np.subtract(column[None, :], position_ids, out=position_ids)
@@ -86,17 +86,29 @@ def assemble(
 
 
 class WindowsLayout:
+    """The split's stream cut into windows of ``seq_len`` inputs plus the one token the last input predicts.
+
+    ``labels`` are aligned with the inputs, so they cannot hold that extra target; ``shift_labels`` (the target of
+    every input, -100 where loss-masked) carries it, and Hugging Face causal LMs use it when given, so
+    ``model(**batch)`` trains every token of the stream exactly once. ``labels[:, 0]`` is -100: the first input's
+    token is the previous window's last target.
+    """
+
     def __init__(self, index, seq_len: int) -> None:
         self.seq_len = seq_len
         self.num_samples = num_windows(index.num_tokens, seq_len)
 
     def fetch(self, stream, samples: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
         w, m = stream.windows(window_starts(samples, self.seq_len), self.seq_len + 1)
-        input_ids = w[:, :-1].astype(np.int64)
-        labels = w[:, 1:].astype(np.int64)
+        block = np.empty((3, w.shape[0], self.seq_len), dtype=np.int64)  # one allocation, as in `assemble`
+        input_ids, labels, shift_labels = block
+        np.copyto(input_ids, w[:, :-1], casting="unsafe")
+        np.copyto(shift_labels, w[:, 1:], casting="unsafe")
         if m is not None:
-            labels[~m[:, 1:]] = IGNORE_INDEX
-        return {"input_ids": input_ids, "labels": labels}
+            shift_labels[~m[:, 1:]] = IGNORE_INDEX
+        labels[:, 0] = IGNORE_INDEX
+        labels[:, 1:] = shift_labels[:, :-1]
+        return {"input_ids": input_ids, "labels": labels, "shift_labels": shift_labels}
 
 
 class SegmentsLayout:

@@ -28,7 +28,8 @@ class Mixture:
     heavier-weighted datasets cycle, each cycle in a fresh order. ``policy="stop"``: the epoch ends just before the
     first dataset would repeat a sample. The mixture's ``seed`` and ``shuffle`` decide every order; the
     components' own ``seed``/``shuffle``/``group_by_length`` are not used. All components must share ``mode`` and
-    ``seq_len``. Batches carry ``source``: the component index of each sample.
+    ``seq_len``. Batches carry ``source_index``: the component index of each sample (not ``source``, which
+    transformers' loss functions take as a keyword of their own, so ``model(**batch)`` would fail).
 
     ``schedule`` makes the weights move with training progress: a list of points as a recipe writes them,
     ``[{"at": STEP, "weights": {NAME: W, ...}, "segment": "linear"|"constant"}, ...]`` (or ``"tokens"`` instead of
@@ -162,7 +163,7 @@ class Mixture:
                 if key not in out:
                     out[key] = np.empty((n,) + value.shape[1:], dtype=value.dtype)
                 out[key][rows] = value
-        out["source"] = ids[:, 0].copy()
+        out["source_index"] = ids[:, 0].copy()
         return out
 
     def finalize(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -89,7 +89,7 @@ def recipe_mixture(
     **options: Any,
 ):
     """The recipe's sources mixed by their weights: a :class:`tokenmill.loader.Mixture` (batches carry
-    ``source``, the index into ``mixture.names``). For ``split="validation"`` every source with validation data
+    ``source_index``, the index into ``mixture.names``). For ``split="validation"`` every source with validation data
     takes part, weighted the same way (a source of weight 0 counts as much as the smallest positive weight).
 
     With a ``schedule`` the train mixture follows it; its points in steps are placed with ``global_batch_size``

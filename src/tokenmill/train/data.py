@@ -31,6 +31,8 @@ from tokenmill.state import Resumable, ResumableIterator
 
 # Columns the model is given; anything else in a batch (cu_seqlens, ...) stays on the host.
 MODEL_COLUMNS = ("input_ids", "position_ids", "attention_mask")
+# Targets: aligned ``labels`` and, from the loader's windows, the pre-shifted ``shift_labels`` (tokenmill.labels).
+LABEL_COLUMNS = ("labels", "shift_labels")
 
 
 @dataclass
@@ -68,7 +70,7 @@ def model_columns(batch: dict[str, Any]) -> dict[str, Any]:
     if "input_ids" not in batch:
         raise ConfigError(f"a training batch needs 'input_ids'; this one has {', '.join(batch)}")
     out = {}
-    for key in (*MODEL_COLUMNS, "labels"):
+    for key in (*MODEL_COLUMNS, *LABEL_COLUMNS):
         value = batch.get(key)
         if value is None:
             continue
@@ -87,7 +89,7 @@ def _tensors(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {
         k: v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))
         for k, v in batch.items()
-        if k in (*MODEL_COLUMNS, "labels")
+        if k in (*MODEL_COLUMNS, *LABEL_COLUMNS)
     }
 
 
@@ -112,13 +114,12 @@ class DataStream:
     """The training data: a description whose ``iter(state)`` yields this rank's batches, read ahead.
 
     ``world_size_invariant``: the same state resumes on any number of ranks (the loader's), or only on the world
-    size that saved it (a pipeline sharded per rank). ``labels_shifted``: ``labels[t]`` is already the target of
-    input ``t`` (the loader's), or aligned with the inputs as Hugging Face models expect (the pipeline's).
+    size that saved it (a pipeline sharded per rank). Labels follow the one convention of :mod:`tokenmill.labels`
+    whatever feeds the stream.
     """
 
     batches: Resumable[Any]
     world_size_invariant: bool
-    labels_shifted: bool
 
     def open(self, state: dict[str, Any] | None) -> Feed:
         return Feed(self.batches.iter(state))
@@ -166,14 +167,14 @@ def make_stream(config, data: Any, rank: int, world_size: int, pin_memory: bool 
         if config.data is None:
             raise ConfigError("no training data: set 'data' in the config or pass --data CACHE")
         batches = LoaderBatches(config, rank, world_size, pin_memory)
-        return DataStream(batches, world_size_invariant=True, labels_shifted=True)
+        return DataStream(batches, world_size_invariant=True)
     if isinstance(data, DataStream):
         return data
     if isinstance(data, Pipeline):
-        # sharded per rank; the pipeline's batch stage makes labels aligned with the inputs
+        # sharded per rank
         pipeline = data.shard(rank, world_size) if world_size > 1 else data
         batches = pipeline.map(model_columns).prefetch(max(1, config.prefetch))
-        return DataStream(batches, world_size_invariant=False, labels_shifted=False)
+        return DataStream(batches, world_size_invariant=False)
     raise ConfigError(
         f"data must be a tokenmill Pipeline (yielding batches), a DataStream, or None (the loader on the config), "
         f"got {type(data).__name__}"
@@ -227,10 +228,7 @@ class EvalBatches:
     """The first ``eval_batches`` global batches of the validation split, in cache order: the same every time.
 
     They are read once and kept (a few batches of token ids), so an evaluation costs only the forward passes.
-    Labels are the loader's (shifted).
     """
-
-    labels_shifted = True
 
     def __init__(self, config, rank: int, world_size: int) -> None:
         self.config = config

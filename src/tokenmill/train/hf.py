@@ -40,8 +40,8 @@ from tokenmill.state import Resumable, ResumableIterator, with_states
 
 DATA_STATE_FILE = "tokenmill_data_state.json"
 STATE_FORMAT = "tokenmill.hf-trainer/1"
-_KEEP = ("input_ids", "labels", "attention_mask", "position_ids", "loss_mask")
-_MODEL = ("input_ids", "labels", "attention_mask", "position_ids")
+_KEEP = ("input_ids", "labels", "shift_labels", "attention_mask", "position_ids", "loss_mask")
+_MODEL = ("input_ids", "labels", "shift_labels", "attention_mask", "position_ids")
 _RING = 1024
 
 
@@ -93,16 +93,13 @@ def _rows(chunk: Any) -> list[dict[str, Any]]:
 class TokenmillTrainerDataset(torch.utils.data.IterableDataset):
     """Samples (dicts of numpy arrays) in the global order of the source, with a recoverable position.
 
-    ``source`` is a ``tokenmill.TokenDataset`` or ``Mixture`` (read through the loader's ``BatchIterator``; labels
-    already shifted), or a ``tokenmill.Pipeline`` that yields single samples (labels, if any, aligned).
+    ``source`` is a ``tokenmill.TokenDataset`` or ``Mixture`` (read through the loader's ``BatchIterator``), or a
+    ``tokenmill.Pipeline`` that yields single samples; labels, if any, are aligned (:mod:`tokenmill.labels`).
     """
 
     def __init__(self, source: Any, chunk: int = 8) -> None:
-        from tokenmill.pipeline import Pipeline
-
         super().__init__()
         self.source = source
-        self.labels_shifted = not isinstance(source, Pipeline)
         self.chunk = chunk
         self.start_state: dict[str, Any] | None = None  # where the current run began
         self.produced = 0  # samples produced since start_state
@@ -150,21 +147,16 @@ class TokenmillTrainerDataset(torch.utils.data.IterableDataset):
 
 
 class TokenmillCollator:
-    """Stacks samples into int64 tensors (``input_ids``, ``labels``, and ``attention_mask``/``position_ids``).
+    """Stacks samples into int64 tensors (``input_ids``, ``labels``, and ``shift_labels``, ``attention_mask``,
+    ``position_ids`` when the samples have them).
 
-    ``labels`` follow the Hugging Face convention (aligned with ``input_ids``; the model shifts them), with -100
-    on tokens that are not trained. The loader's samples carry labels already shifted (``labels[t]`` is the
-    target of input ``t``): for those (``labels_shifted=True``) the batch also gets ``shift_labels``, which
-    transformers' causal-LM loss uses as is, so the last position's target is trained too and the loss equals
-    the reference trainer's.
+    ``labels`` follow the one convention (:mod:`tokenmill.labels`, Hugging Face's: aligned with ``input_ids``, -100
+    on tokens that are not trained); samples without labels get them from ``loss_mask``. The loader's windows also
+    carry ``shift_labels``, the target of every input including the last one, which transformers' causal-LM loss
+    uses as is, so the loss equals the reference trainer's.
     """
 
-    def __init__(self, labels_shifted: bool = True) -> None:
-        self.labels_shifted = labels_shifted
-
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        from tokenmill.loader import aligned_labels
-
         out = {}
         for key in _MODEL:
             if key in samples[0]:
@@ -175,9 +167,6 @@ class TokenmillCollator:
                 mask = np.stack([np.asarray(s["loss_mask"], dtype=bool) for s in samples])
                 labels[~mask] = IGNORE_INDEX
             out["labels"] = labels
-        elif self.labels_shifted:
-            out["shift_labels"] = out["labels"]
-            out["labels"] = aligned_labels(out["labels"])
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
 
 
@@ -250,5 +239,5 @@ class HFTrainerData:
 
     def __init__(self, source: Any, resume_from: str | os.PathLike | None = None) -> None:
         self.dataset = TokenmillTrainerDataset(source)
-        self.collator = TokenmillCollator(labels_shifted=self.dataset.labels_shifted)
+        self.collator = TokenmillCollator()
         self.callback = DataStateCallback(self.dataset, resume_from=resume_from)

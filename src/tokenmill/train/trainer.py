@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from tokenmill.errors import ConfigError, StateError, TokenizerError
+from tokenmill.labels import IGNORE_INDEX, next_token_targets
 from tokenmill.train import checkpoint as ckpt
 from tokenmill.train.config import RESUMABLE_CHANGES, TrainConfig
 from tokenmill.train.data import EvalBatches, batch_digest, cache_paths, make_stream
@@ -99,23 +100,18 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | N
     return torch.bfloat16
 
 
-def lm_loss_sum(logits: torch.Tensor, labels: torch.Tensor, shifted: bool) -> torch.Tensor:
-    """Summed next-token cross-entropy over the trained tokens.
-
-    ``shifted``: ``labels[t]`` is the target of input ``t`` (the loader's convention, every position trained);
-    otherwise labels are aligned with the inputs (Hugging Face's convention) and position ``t`` predicts
-    ``labels[t + 1]``.
-    """
-    if not shifted:
-        logits, labels = logits[:, :-1, :], labels[:, 1:]
+def lm_loss_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed next-token cross-entropy over the trained tokens; ``targets[t]`` is the target of input ``t``
+    (:func:`tokenmill.labels.next_token_targets` of the batch: its ``shift_labels``, else its aligned ``labels``
+    shifted), so the loader's windows keep the last input's target."""
     logits = logits.float()
     return F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100, reduction="sum"
+        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
     )
 
 
-def trained_tokens(labels: torch.Tensor, shifted: bool) -> int:
-    return int(((labels if shifted else labels[:, 1:]) != -100).sum())
+def trained_tokens(targets: torch.Tensor) -> int:
+    return int((targets != IGNORE_INDEX).sum())
 
 
 def check_resume_config(saved: dict[str, Any], config: TrainConfig, world: World, source) -> None:
@@ -243,17 +239,16 @@ class Run:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def _forward_loss_sum(self, model, mb: dict[str, torch.Tensor], shifted: bool) -> torch.Tensor:
-        inputs = {k: v for k, v in mb.items() if k != "labels"}
+    def _forward_loss_sum(self, model, mb: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {k: v for k, v in mb.items() if k not in ("labels", "shift_labels")}
         with self._autocast():
             logits = model(**inputs, use_cache=False).logits
-        return lm_loss_sum(logits, mb["labels"], shifted)
+        return lm_loss_sum(logits, next_token_targets(mb))
 
     def train_step(self, fetched) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward/backward over the micro-batches of one global batch, then one optimizer step."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in fetched.batch.items()}
-        shifted = self.stream.labels_shifted
-        local = torch.tensor(float(trained_tokens(fetched.batch["labels"], shifted)), device=self.device)
+        local = torch.tensor(float(trained_tokens(next_token_targets(fetched.batch))), device=self.device)
         total = all_reduce_sum(self.world, local).clamp_min(1.0)
         scale = (
             self.world.world_size / total
@@ -269,7 +264,7 @@ class Run:
                 else self.forward_model.no_sync()
             )
             with sync:
-                loss = self._forward_loss_sum(self.forward_model, mb, shifted) * scale
+                loss = self._forward_loss_sum(self.forward_model, mb) * scale
                 loss.backward()
             loss_sum += loss.detach()
             if last:
@@ -292,8 +287,8 @@ class Run:
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)
         for b in batches:
             b = {k: v.to(self.device) for k, v in b.items()}
-            totals[0] += self._forward_loss_sum(self.model, b, EvalBatches.labels_shifted).double()
-            totals[1] += trained_tokens(b["labels"], EvalBatches.labels_shifted)
+            totals[0] += self._forward_loss_sum(self.model, b).double()
+            totals[1] += trained_tokens(next_token_targets(b))
         self.model.train()
         all_reduce_sum(self.world, totals)
         loss = float(totals[0] / totals[1].clamp_min(1))
