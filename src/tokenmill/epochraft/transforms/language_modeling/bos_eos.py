@@ -1,0 +1,5 @@
+"""``TokenizerBehavior`` at epochraft's path."""
+
+from tokenmill.epochraft.boundaries import TokenizerBehavior
+
+__all__ = ["TokenizerBehavior"]
