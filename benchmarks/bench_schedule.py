@@ -114,7 +114,7 @@ def main() -> None:
             next(it)  # warm
             steps, t0 = 0, time.perf_counter()
             while (elapsed := time.perf_counter() - t0) < args.seconds:
-                sources[name].append(next(it)["source"])
+                sources[name].append(next(it)["source_index"])
                 steps += 1
             rates[name].append(steps / elapsed)
     ratio = statistics.median(s / f for s, f in zip(rates["scheduled"], rates["fixed"]))

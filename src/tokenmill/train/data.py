@@ -33,6 +33,9 @@ from tokenmill.state import Resumable, ResumableIterator
 MODEL_COLUMNS = ("input_ids", "position_ids", "attention_mask")
 # Targets: aligned ``labels`` and, from the loader's windows, the pre-shifted ``shift_labels`` (tokenmill.labels).
 LABEL_COLUMNS = ("labels", "shift_labels")
+# A mixture's per-sample source index (tokenmill.loader.Mixture): counted per source and split out per source in
+# validation, never given to the model.
+SOURCE = "source_index"
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Fetched:
     batch: dict[str, torch.Tensor]  # input_ids, labels (+ position_ids / attention_mask), int64, on the host
     state: dict[str, Any]  # the iterator's state right after this batch
     wait: float  # seconds the loop waited for this batch
+    sources: np.ndarray | None = None  # a mixture's source index of each sample (the loader's ``source``)
 
     def sample_hashes(self) -> np.ndarray:
         return sample_hashes(self.batch["input_ids"].numpy(), self.batch["labels"].numpy())
@@ -82,6 +86,8 @@ def model_columns(batch: dict[str, Any]) -> dict[str, Any]:
         if batch.get("loss_mask") is not None:
             labels[~np.asarray(batch["loss_mask"], dtype=bool)] = IGNORE_INDEX
         out["labels"] = labels
+    if batch.get(SOURCE) is not None:  # kept beside the model's columns, never given to the model
+        out[SOURCE] = np.asarray(batch[SOURCE], dtype=np.int64)
     return out
 
 
@@ -103,7 +109,7 @@ class Feed:
         t0 = time.perf_counter()
         batch = next(self.iterator)
         wait = time.perf_counter() - t0
-        return Fetched(_tensors(batch), self.iterator.state_dict(), wait)
+        return Fetched(_tensors(batch), self.iterator.state_dict(), wait, batch.get(SOURCE))
 
     def close(self) -> None:
         self.iterator.close()
@@ -188,6 +194,22 @@ def _recipe(config):
     return load_recipe(config.data) if is_recipe(config.data) else None
 
 
+def source_names(config) -> list[str]:
+    """The names of the training mixture's sources, in the order of the ``source`` index its batches carry
+    (empty for one cache)."""
+    recipe = _recipe(config)
+    if recipe is not None:
+        return [n for n in recipe.names if recipe.trains_on(n)]
+    if isinstance(config.data, list):
+        names = [str(part["cache"]).rstrip("/").rsplit("/", 1)[-1] for part in config.data]
+        if len(set(names)) < len(names):  # the same folder name twice (or one cache's two splits)
+            names = [
+                f"{n}:{part.get('split', 'train')}:{i}" for i, (n, part) in enumerate(zip(names, config.data))
+            ]
+        return names
+    return []
+
+
 def cache_paths(config) -> list[str]:
     if config.data is None:
         return []
@@ -221,7 +243,9 @@ def open_dataset(config, split: str, shuffle: bool, cache: str | None = None):
             str(part["cache"]), split=part.get("split", split), shuffle=shuffle, **common
         )
         parts.append((ds, float(part.get("weight", 1.0))))
-    return loader.Mixture(parts, seed=config.seed, policy=config.mixture_policy, shuffle=shuffle)
+    return loader.Mixture(
+        parts, seed=config.seed, policy=config.mixture_policy, shuffle=shuffle, names=source_names(config)
+    )
 
 
 class EvalBatches:
@@ -236,6 +260,8 @@ class EvalBatches:
         self.world_size = world_size
         self._batches: list[dict[str, torch.Tensor]] | None = None
         self.reason: str | None = None
+        self.names: list[str] = []  # a validation mixture's sources, by the index its batches carry
+        self.sources: list[np.ndarray] = []  # per kept batch, each sample's source (for a mixture)
 
     def batches(self) -> list[dict[str, torch.Tensor]]:
         if self._batches is None:
@@ -266,4 +292,8 @@ class EvalBatches:
             )
             return []
         it = BatchIterator(dataset, batch_size, rank=self.rank, world_size=self.world_size, epochs=1)
-        return [_tensors(model_columns(b)) for b, _ in zip(it, range(config.eval_batches))]
+        kept = [model_columns(b) for b, _ in zip(it, range(config.eval_batches))]
+        if len(getattr(dataset, "names", [])) > 1:
+            self.names = list(dataset.names)
+            self.sources = [b[SOURCE] for b in kept]
+        return [_tensors(b) for b in kept]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -28,7 +29,7 @@ from tokenmill.errors import ConfigError, StateError, TokenizerError
 from tokenmill.labels import IGNORE_INDEX, next_token_targets
 from tokenmill.train import checkpoint as ckpt
 from tokenmill.train.config import RESUMABLE_CHANGES, TrainConfig
-from tokenmill.train.data import EvalBatches, batch_digest, cache_paths, make_stream
+from tokenmill.train.data import EvalBatches, batch_digest, cache_paths, make_stream, source_names
 from tokenmill.train.distributed import (
     World,
     all_gather_cat,
@@ -137,12 +138,19 @@ class _Window:
         self.time = 0.0
         self.wait = 0.0
         self.tokens = 0
+        self.sources: np.ndarray | None = None
 
     def add(self, loss: torch.Tensor, wait: float, tokens: int) -> None:
         self.loss += loss
         self.steps += 1
         self.wait += wait
         self.tokens += tokens
+
+    def count_sources(self, sources: np.ndarray | None, n: int) -> None:
+        """This rank's samples per mixture source (summed over ranks when logged)."""
+        if sources is not None and n:
+            counts = np.bincount(np.asarray(sources, dtype=np.int64), minlength=n)[:n]
+            self.sources = counts if self.sources is None else self.sources + counts
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -186,6 +194,7 @@ class Run:
         self.data_state = ckpt.read_data_state(self.checkpoint, self.world.rank) if self.checkpoint else None
         self._seed_rng()
         self.eval_batches = EvalBatches(config, self.world.rank, self.world.world_size)
+        self.source_names = source_names(config) if data is None else []
         self.logger: MetricsLogger | None = None
         self.last_save = time.monotonic()
         self.saved_step = self.step
@@ -292,7 +301,31 @@ class Run:
         self.model.train()
         all_reduce_sum(self.world, totals)
         loss = float(totals[0] / totals[1].clamp_min(1))
-        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_tokens": int(totals[1])}
+        out = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_tokens": int(totals[1])}
+        out.update(self._evaluate_sources(batches))
+        return out
+
+    @torch.no_grad()
+    def _evaluate_sources(self, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+        """``val_loss/NAME`` per source of a validation mixture, so the effect of a schedule's phase shows."""
+        names, sources = self.eval_batches.names, self.eval_batches.sources
+        if not names or len(sources) != len(batches):
+            return {}
+        self.model.eval()
+        totals = torch.zeros(2, len(names), dtype=torch.float64, device=self.device)
+        for b, source in zip(batches, sources, strict=True):
+            for k in np.unique(source).tolist():
+                rows = torch.from_numpy(np.flatnonzero(source == k))
+                part = {key: v[rows].to(self.device) for key, v in b.items()}
+                totals[0, k] += self._forward_loss_sum(self.model, part).double()
+                totals[1, k] += trained_tokens(next_token_targets(part))
+        self.model.train()
+        all_reduce_sum(self.world, totals)
+        return {
+            f"val_loss/{name}": float(totals[0, k] / totals[1, k])
+            for k, name in enumerate(names)
+            if totals[1, k] > 0
+        }
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def save(self, data_state: dict[str, Any] | None) -> Path:
@@ -386,6 +419,7 @@ class Run:
                 self.tokens += n_tokens
                 self.data_state = fetched.state  # the position after the last batch trained on
                 self._window.add(loss_sum, fetched.wait, n_tokens)
+                self._window.count_sources(fetched.sources, len(self.source_names))
                 if self.step % config.log_every == 0 or self.step == max_steps:
                     self._log_step(result, fetched, grad_norm, t0)
                 else:
@@ -440,6 +474,11 @@ class Run:
             "data_wait_frac": w.wait / max(w.time, 1e-9),
             "batch": batch_digest(hashes.cpu().numpy()),
         }
+        if (
+            w.sources is not None
+        ):  # what the mixture read since the last record (inspect --plot --run draws it)
+            counts = all_reduce_sum(world, torch.as_tensor(w.sources, device=self.device))
+            record["source_samples"] = dict(zip(self.source_names, counts.cpu().tolist(), strict=True))
         self.logger.log(record)
         result.history.append(record)
         self.logger.progress(
