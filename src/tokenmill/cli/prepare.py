@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from tokenmill.cli._common import human, parse_key_values, parse_number, print_json
-from tokenmill.config import load_yaml
+from tokenmill.config import Where, key_lines, load_yaml
 from tokenmill.sources.detect import FORMATS as INPUT_FORMATS
 from tokenmill.sources.detect import INPUT_FORMAT_ALIASES
 
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     if args.recipe or is_foreign_config(args):
         return run_prepare(args)
     data = resolve_config(args)
-    config = PrepareConfig.from_dict(data, where=args.config or "prepare options")
+    config = PrepareConfig.from_dict(data, _where(args, data))
     if args.print_config:
         shown = config.public_dict()
         yaml.safe_dump(shown, sys.stdout, sort_keys=False)
@@ -189,3 +189,16 @@ def run(args: argparse.Namespace) -> int:
         skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary.skipped.items()))
         print(f"  skipped    {skipped}")
     return 0
+
+
+def _where(args: argparse.Namespace, data: dict[str, Any]) -> Where:
+    """Errors name the config file and line of a key the file gave (a flag's value is named as an option)."""
+    if not args.config:
+        return Where("prepare options")
+    from_file = load_yaml(args.config)
+    lines = {
+        key: line
+        for key, line in key_lines(args.config).items()
+        if data.get(key.split(".")[0]) == from_file.get(key.split(".")[0])
+    }
+    return Where(args.config, lines)

@@ -3,54 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from tokenmill.cache.layout import DEFAULT_ROW_TOKENS
-from tokenmill.config import from_dict
-from tokenmill.errors import ConfigError
+from tokenmill.config import Config, check_options, option
+
+
+def _validation(value: Any) -> str | None:
+    if isinstance(value, float) and not 0 <= value < 1:
+        return f"validation as a fraction must be in [0, 1), got {value}"
+    if isinstance(value, int) and value < 0:
+        return f"validation as a count must be >= 0, got {value}"
+    return None
 
 
 @dataclass
-class PrepareConfig:
-    """Every option of ``tokenmill prepare`` (the YAML config mirrors these names)."""
+class PrepareConfig(Config):
+    """Every option of ``tokenmill prepare`` (the YAML config mirrors these names); the rules are checked at
+    construction and by :meth:`from_dict`, with the YAML line of a bad key (:mod:`tokenmill.config`)."""
 
-    sources: list[str] = field(default_factory=list)
-    output: str = ""
-    tokenizer: str = ""
-    input_format: str | None = None
-    text_split: str = "document"
-    format: dict[str, Any] = field(default_factory=dict)
-    text_key: str | None = None
-    min_tokens: int | None = None
-    max_tokens: int | None = None
-    truncate: str | None = None
-    max_documents: int | None = None
-    max_total_tokens: int | None = None
-    validation: float | int | None = None
-    seed: int = 0
-    workers: int | None = None
-    on_error: str = "raise"
-    row_tokens: int = DEFAULT_ROW_TOKENS
-    unit_bytes: int = 8 << 20
-    add_bos: bool | None = None
-    add_eos: bool | None = None
-    append: bool = False
-    overwrite: bool = False
-    executor: str = "local"
-    ray_address: str | None = None
-    hf: dict[str, Any] | None = None
-    trust_remote_code: bool = False
-    storage_options: dict[str, str] | None = None
-    # a seeded random subset ("random": units in a shuffled order, records through a shuffle buffer per unit)
-    sample: str = "first"
-    sample_buffer: int = 4096
-    # exact dedup by normalized content ("exact"), also against the finished caches named in dedup_seen
-    dedup: str | None = None
-    dedup_seen: list[str] = field(default_factory=list)
-
+    LABEL: ClassVar[str] = "prepare options"
     # options that change how a build runs, not what it builds
-    RUN_OPTIONS = (
+    RUN_OPTIONS: ClassVar[tuple[str, ...]] = (
         "sources",
         "output",
         "workers",
@@ -66,37 +41,44 @@ class PrepareConfig:
         "dedup_seen",
     )
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "prepare config") -> PrepareConfig:
-        config = from_dict(cls, data, where)
-        config.validate()
-        return config
+    sources: list[str] = option(factory=list)
+    output: str = ""
+    tokenizer: str = ""
+    input_format: str | None = None
+    text_split: str = option("document", choices=("document", "lines"))
+    format: dict[str, Any] = option(factory=dict)
+    text_key: str | None = None
+    min_tokens: int | None = option(None, minimum=0)
+    max_tokens: int | None = option(None, minimum=0)
+    truncate: str | None = None
+    max_documents: int | None = option(None, minimum=0)
+    max_total_tokens: int | None = option(None, minimum=0)
+    validation: float | int | None = option(None, check=_validation)
+    seed: int = 0
+    workers: int | None = option(None, minimum=0)
+    on_error: str = option("raise", choices=("raise", "skip"))
+    row_tokens: int = option(DEFAULT_ROW_TOKENS, minimum=16)
+    unit_bytes: int = option(8 << 20, minimum=1)
+    add_bos: bool | None = None
+    add_eos: bool | None = None
+    append: bool = False
+    overwrite: bool = False
+    executor: str = option("local", choices=("local", "ray"))
+    ray_address: str | None = None
+    hf: dict[str, Any] | None = None
+    trust_remote_code: bool = False
+    storage_options: dict[str, str] | None = None
+    # a seeded random subset ("random": units in a shuffled order, records through a shuffle buffer per unit)
+    sample: str = option("first", choices=("first", "random"))
+    sample_buffer: int = option(4096, minimum=1)
+    # exact dedup by normalized content ("exact"), also against the finished caches named in dedup_seen
+    dedup: str | None = option(None, choices=(None, "exact"))
+    dedup_seen: list[str] = option(factory=list)
 
-    def validate(self) -> None:
-        if self.on_error not in ("raise", "skip"):
-            raise ConfigError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
-        if self.text_split not in ("document", "lines"):
-            raise ConfigError(f"text_split must be 'document' or 'lines', got {self.text_split!r}")
-        if self.executor not in ("local", "ray"):
-            raise ConfigError(f"executor must be 'local' or 'ray', got {self.executor!r}")
-        if self.row_tokens < 16:
-            raise ConfigError("row_tokens must be at least 16")
-        if self.validation is not None:
-            v = self.validation
-            if isinstance(v, float) and not 0 <= v < 1:
-                raise ConfigError(f"validation as a fraction must be in [0, 1), got {v}")
-            if isinstance(v, int) and v < 0:
-                raise ConfigError(f"validation as a count must be >= 0, got {v}")
-        for name in ("min_tokens", "max_tokens", "max_documents", "max_total_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"{name} must be >= 0, got {value}")
-        if self.sample not in ("first", "random"):
-            raise ConfigError(f"sample must be 'first' or 'random', got {self.sample!r}")
-        if self.sample_buffer < 1:
-            raise ConfigError(f"sample_buffer must be at least 1, got {self.sample_buffer}")
-        if self.dedup not in (None, "exact"):
-            raise ConfigError(f"dedup must be 'exact' (or left out), got {self.dedup!r}")
+    def check(self) -> None:
+        """Check every rule again (a config changed after construction, as the Python API allows)."""
+        check_options(self)
+        self.validate()
 
     def format_options(self) -> dict[str, Any]:
         """The record-format options, with the top-level shortcuts folded in."""

@@ -33,7 +33,7 @@ from tokenmill.prepare.worker import init_worker, process_unit
 def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSummary:
     """Build, resume, extend or confirm a token cache as ``config`` describes; see the module docstring."""
     started = time.perf_counter()
-    config.validate()
+    config.check()
     notes = adopt_token_datasets(config)
     cache = _resolve_output(config)
     tokenizer, tokenizer_local = _load_tokenizer(config, cache)
