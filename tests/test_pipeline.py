@@ -4,7 +4,6 @@ uninterrupted run. Plus the semantics of each transform on small data."""
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 
@@ -13,51 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline_helpers import assert_resumes, run
 from tokenmill.errors import StateError
 from tokenmill.pipeline import Pipeline
 
 # --- helpers -------------------------------------------------------------------------------------------------
-
-
-def plain(x):
-    """Items as comparable plain Python (numpy arrays -> lists)."""
-    if isinstance(x, dict):
-        return {k: plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
-
-
-def run(pipe: Pipeline, state=None, limit: int = 10_000) -> list:
-    with pipe.iter(state_dict=state) as it:
-        out = []
-        for item in it:
-            out.append(plain(item))
-            if len(out) >= limit:
-                break
-        return out
-
-
-def assert_resumes(pipe: Pipeline, k: int, limit: int = 2_000) -> dict:
-    """Save after k items, resume from the JSON round-tripped state, compare with the uninterrupted run."""
-    full = run(pipe, limit=limit)
-    k = min(k, len(full))
-    it = pipe.iter()
-    head = [plain(next(it)) for _ in range(k)]
-    state = it.state_dict()
-    it.close()
-    assert head == full[:k]
-    text = json.dumps(state)  # JSON-able, no pickle
-    restored = json.loads(text)
-    before = copy.deepcopy(restored)
-    rest = run(pipe, restored, limit=limit - k)
-    assert restored == before, "resuming must not modify the state it was given"
-    assert rest == full[k:], f"resume after {k} items differs (state {text[:300]})"
-    return state
 
 
 def docs(n: int = 60, seed: int = 0, mask: bool = False) -> list[dict]:

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline_helpers import assert_resumes, plain, run
 from s3_server import moto_server, s3  # noqa: F401  (pytest fixtures)
-from test_pipeline import assert_resumes, plain, run
 from tokenmill.errors import RecordError, StateError
 from tokenmill.pipeline import Pipeline
 from tokenmill.tokenizer import load_tokenizer

@@ -102,7 +102,10 @@ def test_the_checker_catches_wrong_resumes_changing_shapes_and_non_json():
 
 
 def test_structure_ignores_list_lengths_and_unknown_positions():
-    assert state_structure({"a": [1, 2], "b": {"c": None}}) == {"a": "list", "b": {"c": None}}
+    assert state_structure({"a": [1, {"x": 2}], "b": {"c": None}}) == {
+        "a": ["leaf", {"x": "leaf"}],
+        "b": {"c": None},
+    }
 
 
 def test_prefetch_hands_out_each_item_with_its_own_state():

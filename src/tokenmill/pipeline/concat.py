@@ -1,4 +1,9 @@
-"""``concat``: the pipelines one after the other."""
+"""``concat``: the pipelines one after the other.
+
+The state is the index of the pipeline being read and a list with one entry per pipeline, the state of the one
+being read and None for the others: the pipelines' states differ in shape, and a list keeps the concat state's
+own keys the same whichever pipeline is current.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +27,10 @@ class ConcatNode(Node):
         index = int(require(state, "index", self.name))
         if not 0 <= index < len(self.parents):
             raise StateError(f"concat state names pipeline {index} of {len(self.parents)}")
-        return ConcatStage(self, index, require(state, "current", self.name))
+        if "current" in state:  # written before the list form
+            return ConcatStage(self, index, state["current"])
+        states = require(state, "parents", self.name)
+        return ConcatStage(self, index, states[index])
 
 
 class ConcatStage(Stage):
@@ -45,7 +53,9 @@ class ConcatStage(Stage):
 
     def get_state(self) -> StateDict:
         assert self.current is not None
-        return {"index": self.index, "current": self.current.state_dict()}
+        states: list[StateDict | None] = [None] * len(self.node.parents)
+        states[self.index] = self.current.state_dict()
+        return {"index": self.index, "parents": states}
 
     def release(self) -> None:
         if self.current is not None:
