@@ -159,6 +159,28 @@ def _hf_chunks(ctx: Ctx, pipeline: bool) -> Any:
     return _chunks(TokenDataset(ctx.cache, seq_len=128, seed=2), 16), _loader_epochs(ctx)
 
 
+def _epochraft(kind: str) -> Any:
+    """tokenmill.epochraft's own stages, through the pipeline each dataset runs (``dataset.pipeline``)."""
+    pytest.importorskip("torch")
+    from tokenmill.epochraft import CheckpointableDataset, interleave_datasets
+
+    samples = [{"input_ids": list(range(i, i + 1 + i % 9))} for i in range(30)]
+    source = CheckpointableDataset.from_sequence(samples, repeat=kind != "cache")
+    if kind == "pack_chunk":
+        return source.pack_chunk(12, ["input_ids"]).pipeline
+    if kind == "interleave_datasets":
+        other = CheckpointableDataset.from_sequence(samples[:7], repeat=True)
+        return interleave_datasets([source, other], weights=[2, 1], chunk_size=5).pipeline
+    if kind == "cache":
+        return source.cache().pipeline.repeat(3)
+
+    class Countdown(CheckpointableDataset):  # a user's subclass with its own iter(state_dict)
+        def iter(self, state_dict=None):
+            return CheckpointableDataset.from_sequence(samples).iter(state_dict=state_dict)
+
+    return Countdown().pipeline
+
+
 def _to_torch(ctx: Ctx) -> Any:
     pytest.importorskip("torch")
     return tokens(repeat=True).concat_chunk(16).batch(2).to_torch()
@@ -234,6 +256,16 @@ CATALOGUE: dict[str, Entry] = {
     "train.data.make_stream": (_trainer_data, {}),
     "train.hf(loader)": (lambda c: _hf_chunks(c, pipeline=False), {}),
     "train.hf(pipeline)": (lambda c: _hf_chunks(c, pipeline=True), {}),
+    # tokenmill.epochraft's stages
+    "epochraft.pack_chunk": (lambda c: _epochraft("pack_chunk"), {"max_items": 80}),
+    "epochraft.interleave_datasets": (lambda c: _epochraft("interleave_datasets"), {"max_items": 80}),
+    # its state names the parent's position only while memory does not hold the items yet, so a resumed run
+    # (memory filled by the first) reports other, equally valid, states
+    "epochraft.cache()": (
+        lambda c: _epochraft("cache"),
+        {"epoch_length": 30, "max_items": 90, "compare_states": False},
+    ),
+    "epochraft.subclass": (lambda c: _epochraft("subclass"), {}),
 }
 
 
