@@ -11,41 +11,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from prepare_helpers import build, doc_hashes, documents_of
 
 from conftest import make_documents, write_jsonl
 from tokenmill.cache import CacheReader, read_manifest
 from tokenmill.errors import CacheError, RecordError
-from tokenmill.prepare import PrepareConfig, prepare
 from tokenmill.tokenizer import load_tokenizer
-
-
-def build(sources, out, tokenizer, **kw) -> object:
-    kw.setdefault("workers", 0)
-    config = PrepareConfig(sources=[str(s) for s in sources], output=str(out), tokenizer=str(tokenizer), **kw)
-    return prepare(config, progress=False)
-
-
-def documents_of(cache: Path, split: str | None = None) -> list[np.ndarray]:
-    """Every document of the cache (or of one split) as a token array, in cache order."""
-    reader = CacheReader(str(cache))
-    docs = []
-    for name in [split] if split else ["train", "validation"]:
-        index = reader.split_index(name)
-        if index.num_rows == 0:
-            continue
-        flat, offsets, _ = reader.take_rows(index.rows)
-        starts = offsets[:-1][index.doc_start]
-        ends = np.append(starts[1:], offsets[-1])
-        docs.extend(flat[s:e].astype(np.int64) for s, e in zip(starts, ends))
-    return docs
-
-
-def doc_hashes(cache: Path, split: str | None = None) -> list[str]:
-    return sorted(hashlib.sha1(d.astype(np.uint32).tobytes()).hexdigest() for d in documents_of(cache, split))
 
 
 def test_round_trip_every_token_equals_the_tokenizer(tmp_path, jsonl_shards, documents, tokenizer_path):

@@ -87,6 +87,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--append", action="store_true", default=None, help="add new sources to an existing cache")
     p.add_argument("--overwrite", action="store_true", default=None, help="rebuild a cache made differently")
+    p.add_argument(
+        "--rebuild-changed",
+        action="store_true",
+        default=None,
+        help="rebuild the cache when a source changed since it was built (without it, such a run is refused)",
+    )
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        default=None,
+        help="a build that finds no document is not an error",
+    )
     p.add_argument("--executor", choices=["local", "ray"])
     p.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
     p.add_argument("--storage-option", action="append", metavar="KEY=VALUE", help="object-store option")
@@ -124,6 +136,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         "unit_bytes",
         "append",
         "overwrite",
+        "rebuild_changed",
+        "allow_empty",
         "executor",
         "ray_address",
         "trust_remote_code",

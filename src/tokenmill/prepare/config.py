@@ -39,6 +39,8 @@ class PrepareConfig(Config):
         "tokenizer",
         "hf",
         "dedup_seen",
+        "rebuild_changed",
+        "allow_empty",
     )
 
     sources: list[str] = option(factory=list)
@@ -63,6 +65,10 @@ class PrepareConfig(Config):
     add_eos: bool | None = None
     append: bool = False
     overwrite: bool = False
+    # a source changed since the cache was built: rebuild the cache (without it, the run is refused)
+    rebuild_changed: bool = False
+    # a build that finds no document at all is an error unless this is set
+    allow_empty: bool = False
     executor: str = option("local", choices=("local", "ray"))
     ray_address: str | None = None
     hf: dict[str, Any] | None = None

@@ -8,7 +8,6 @@ what each unit wrote in plan order (:mod:`tokenmill.prepare.dispatch`), then der
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 import time
@@ -21,6 +20,7 @@ from tokenmill.cache.reader import CacheReader
 from tokenmill.cache.writer import CacheCommitter, LedgerState
 from tokenmill.dedup import load_committed_keys, write_cache_keys
 from tokenmill.errors import CacheError, ConfigError
+from tokenmill.prepare.changes import changed_sources, new_urls, record_identities
 from tokenmill.prepare.config import PrepareConfig
 from tokenmill.prepare.dispatch import Dispatch, Progress, limit_reached
 from tokenmill.prepare.executors import WorkerFunctions, make_executor
@@ -28,6 +28,7 @@ from tokenmill.prepare.plan import adopt_token_datasets, identity_hash, plan_uni
 from tokenmill.prepare.records import Counts, Unit, WorkerSetup
 from tokenmill.prepare.summary import PrepareSummary, summarize
 from tokenmill.prepare.worker import init_worker, process_unit
+from tokenmill.sources.identity import describe_changes
 
 
 def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSummary:
@@ -42,7 +43,7 @@ def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSu
     identity = dict(config.identity(), tokenizer_fingerprint=tokenizer.fingerprint)
 
     manifest = _open_existing(config, cache, committer, identity)
-    units, status = _fix_plan(config, cache, committer, manifest, identity)
+    units, status, manifest = _fix_plan(config, cache, committer, manifest, identity, notes)
     state = committer.recover()
     done = state.through >= len(units) or limit_reached(config, Counts.from_json(state.stats))
     if manifest is not None and manifest.complete and done:
@@ -131,9 +132,23 @@ def _fix_plan(
     committer: CacheCommitter,
     manifest: Manifest | None,
     identity: dict[str, Any],
-) -> tuple[list[Unit], str]:
-    """The units of the build (planned now, or read from the ledger and extended by ``--append``) and a status."""
+    notes: list[str],
+) -> tuple[list[Unit], str, Manifest | None]:
+    """The units of the build (planned now, or read from the ledger and extended by ``--append``), a status, and
+    the manifest (None again when ``--rebuild-changed`` clears a cache whose sources changed)."""
     plan = committer.read_plan() if manifest is not None else None
+    if plan is not None:
+        units = [Unit.from_json(u) for u in plan["units"]]
+        changed = changed_sources(plan, units, config)
+        if changed and not config.rebuild_changed:
+            raise CacheError(
+                f"{cache} was built from sources that have changed since:\n{describe_changes(changed)}\n"
+                "pass --rebuild-changed to rebuild the cache from the sources as they are now, or restore them"
+            )
+        if changed:
+            notes.append(f"rebuilt: {len(changed)} source(s) changed since the cache was built")
+            committer.reset()
+            plan, manifest = None, None
     if plan is None:
         units = plan_units(config)
         committer.write_plan(
@@ -141,25 +156,28 @@ def _fix_plan(
                 "identity": identity_hash(identity),
                 "sources": list(config.sources),
                 "units": [u.to_json() for u in units],
+                "identities": record_identities(units, config),
             }
         )
-        return units, "complete"
-    units = [Unit.from_json(u) for u in plan["units"]]
-    new_sources = [s for s in config.sources if s not in plan["sources"]]
-    if not new_sources:
-        return units, "complete"
+        return units, "complete", manifest
+    new, held = new_urls(units, config)
+    if config.append and held:
+        notes.append(f"{len(held)} file(s) already in the cache were skipped: {', '.join(held[:3])}")
+    if not new:
+        return units, "complete", manifest
     if not config.append:
         raise CacheError(
-            f"{cache} was built from other sources ({', '.join(plan['sources'])}); pass --append to add "
-            f"{', '.join(new_sources)}, or --overwrite to rebuild"
+            f"{cache} does not hold {len(new)} of the sources given ({', '.join(new[:5])}"
+            f"{', ...' if len(new) > 5 else ''}); pass --append to add them (files already in the cache are "
+            "skipped), or --overwrite to rebuild"
         )
-    known = {json.dumps(u.files, sort_keys=True) for u in units if u.files is not None}
-    extra = plan_units(dataclasses.replace(config, sources=new_sources))
-    units += [u for u in extra if json.dumps(u.files, sort_keys=True) not in known]
+    extra = plan_units(dataclasses.replace(config, sources=new))
+    units += extra
     plan["units"] = [u.to_json() for u in units]
-    plan["sources"].extend(new_sources)
+    plan["sources"].extend(s for s in config.sources if s not in plan["sources"])
+    plan.setdefault("identities", {}).update(record_identities(extra, config))
     committer.write_plan(plan)
-    return units, "appended"
+    return units, "appended", manifest
 
 
 def _start_manifest(

@@ -1,0 +1,88 @@
+"""What changed since a cache's plan was fixed: sources rewritten or gone, new files under the patterns.
+
+The plan in the ledger records the identity of every source it read (:mod:`tokenmill.sources.identity`). On a
+rerun, a source whose identity differs is refused with the list of changes (or the cache is rebuilt with
+``--rebuild-changed``): committed byte ranges of a rewritten file would otherwise be reused, losing or doubling
+documents. ``--append`` works on resolved files, not pattern strings, so a file already in the cache is never read
+twice, whatever pattern or path spelling names it, and a new file under a known pattern is found.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tokenmill.cache import store
+from tokenmill.prepare.config import PrepareConfig
+from tokenmill.prepare.plan import plan_units, token_datasets
+from tokenmill.prepare.records import Unit
+from tokenmill.sources.identity import SourceIdentity, can_identify, identify
+
+
+def _spec(unit: Unit) -> Any:
+    return unit.hf if unit.kind == "hf" else unit.lance if unit.kind == "lance" else None
+
+
+def _identity_kind(unit: Unit) -> str:
+    return "file" if unit.kind == "files" else unit.kind
+
+
+def record_identities(units: list[Unit], config: PrepareConfig) -> dict[str, dict[str, Any]]:
+    """The identity of every source the units read, by URL, as the plan stores them."""
+    out: dict[str, dict[str, Any]] = {}
+    for unit in units:
+        kind = _identity_kind(unit)
+        if not can_identify(kind):
+            continue
+        for url in unit.urls:
+            if url not in out:
+                found = identify(kind, url, _spec(unit), _options(config, url))
+                if found is not None:
+                    out[url] = found.to_json()
+    return out
+
+
+def changed_sources(plan: dict[str, Any], units: list[Unit], config: PrepareConfig) -> dict[str, list[str]]:
+    """The sources of the plan whose identity changed since it was recorded: URL -> what changed."""
+    recorded = plan.get("identities") or {}
+    kinds = {url: unit for unit in units for url in unit.urls}
+    changed: dict[str, list[str]] = {}
+    for url, data in recorded.items():
+        before = SourceIdentity.from_json(data)
+        unit = kinds.get(url)
+        now = identify(before.kind, url, _spec(unit) if unit else None, _options(config, url))
+        what = before.changes(now)
+        if what:
+            changed[url] = what
+    if config.hf is not None:  # the dataset asked for now against the one the plan read
+        for unit in units:
+            if unit.kind == "hf" and unit.hf != config.hf:
+                changed[unit.urls[0]] = [f"arguments {unit.hf!r} -> {config.hf!r}"]
+    return changed
+
+
+def new_urls(units: list[Unit], config: PrepareConfig) -> tuple[list[str], list[str]]:
+    """The resolved sources of ``config`` that the plan does not hold yet, and those it already holds."""
+    known = {_normal(u) for unit in units for u in unit.urls}
+    if config.hf is not None or token_datasets(config):
+        current = [u for unit in plan_units(config) for u in unit.urls]
+    else:
+        from tokenmill.sources import expand_urls
+
+        if not config.sources:
+            return [], []
+        current = expand_urls(config.sources, storage_options=_options(config, config.sources[0]))
+    new = [u for u in current if _normal(u) not in known]
+    held = [u for u in current if _normal(u) in known]
+    return new, held
+
+
+def _normal(url: str) -> str:
+    """One spelling per file: a local path made absolute (``data/a.jsonl`` and ``/abs/data/a.jsonl`` agree)."""
+    if store.is_local(url) and not url.startswith("hf:"):
+        return os.path.abspath(store.local_path(url))
+    return url
+
+
+def _options(config: PrepareConfig, url: str) -> dict[str, Any]:
+    return store.fsspec_options(config.storage_options, url)
