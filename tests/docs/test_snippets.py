@@ -1,0 +1,267 @@
+"""Every snippet of README.md and docs/**/*.md runs as written, page by page, on small data made here.
+
+How a page is read (the conventions a page writer follows):
+
+- ```` ```python ```` blocks run in order in one namespace per page (``__name__ == "__main__"``), in a fresh
+  working directory that holds the files the pages name (``data/train-{00..31}.jsonl.gz``, ``tokenizer.json``,
+  ``tok/tokenizer.json``, ``cache/``, ``examples/``; see :func:`world`).
+- ```` ```bash ```` blocks: each ``tokenmill ...`` command runs through the in-process entry point
+  (``tokenmill.cli.main``), each ``python examples/...`` script in a subprocess; ``export A=B`` sets the
+  environment; other lines (``make``, ``torchrun``, benchmarks) are not run.
+- a ```` ```text ```` block right after a runnable block is what that block prints: compared line by line, where
+  ``...`` stands for any text (timings, absolute paths). A command whose output shows ``error:`` must fail.
+- untyped blocks, ``json``, ``yaml``, ``jsonc`` and ``jinja`` blocks are illustrations (layouts, records,
+  configs), not run.
+- a block is skipped only when the line right above its fence says why, visibly:
+  ``*Not run by the docs test: REASON.*``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = ["README.md"] + sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md"))
+SKIP_MARK = re.compile(r"^\*Not run by the docs test: (.+)\.\*\s*$")
+RUN_LANGS = {"python", "bash", "sh", "shell", "console"}
+OUTPUT_LANG = "text"
+
+#: pages that build ``cache/`` themselves (the others find it ready)
+OWN_CACHE = {"README.md"}
+#: pages whose snippets are heavy (training, clusters): run with -m slow
+SLOW_PAGES: set[str] = set()
+#: pages not yet runnable as written, with the reason (empty when every page runs)
+PENDING: dict[str, str] = {
+    page: "being made runnable as written (issue 14, item 7)"
+    for page in (
+        "docs/loading.md",
+        "docs/pipeline.md",
+        "docs/prepare.md",
+        "docs/recipes.md",
+        "docs/scaling.md",
+        "docs/sources.md",
+        "docs/training.md",
+    )
+}
+
+
+@dataclass
+class Block:
+    page: str
+    line: int  # of the opening fence, 1-based
+    lang: str
+    code: str
+    skip: str | None  # the visible reason, when the page marks the block not to run
+
+
+def parse_blocks(page: str, text: str) -> list[Block]:
+    lines = text.split("\n")
+    blocks, i = [], 0
+    while i < len(lines):
+        m = re.match(r"^(\s*)```+\s*([\w+-]*)", lines[i])
+        if not m:
+            i += 1
+            continue
+        indent, lang, start = len(m.group(1)), m.group(2).lower(), i
+        j = i + 1
+        while j < len(lines) and not lines[j].strip().startswith("```"):
+            j += 1
+        body = "\n".join(line[indent:] for line in lines[i + 1 : j])
+        above = lines[start - 1] if start else ""
+        skip = SKIP_MARK.match(above.strip())
+        blocks.append(Block(page, start + 1, lang, body, skip.group(1) if skip else None))
+        i = j + 1
+    return blocks
+
+
+# --- the small world the pages' file names point at ----------------------------------------------------------
+@pytest.fixture(scope="session")
+def world(tmp_path_factory, tokenizer_path) -> Path:
+    """A folder with what the pages name: 32 gzipped JSONL shards, a tokenizer under three names, a cache."""
+    from conftest import make_documents
+
+    root = tmp_path_factory.mktemp("docs_world")
+    docs = make_documents(640, seed=11, max_words=300)
+    (root / "data").mkdir()
+    for shard in range(32):
+        with gzip.open(root / "data" / f"train-{shard:02d}.jsonl.gz", "wt", encoding="utf-8") as f:
+            for j, text in enumerate(docs[shard::32]):
+                f.write(json.dumps({"id": f"{shard}-{j}", "text": text}) + "\n")
+    for name in ("tokenizer.json", "tok.json", "tok/tokenizer.json"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tokenizer_path, root / name)
+    shutil.copytree(
+        ROOT / "examples", root / "examples", ignore=shutil.ignore_patterns("data", "__pycache__")
+    )
+    rc, out = run_cli(
+        ["prepare", str(root / "data/train-{00..31}.jsonl.gz"), "--tokenizer", str(root / "tokenizer.json")]
+        + ["--output", str(root / "cache"), "--validation", "0.05", "--workers", "1"]
+    )
+    assert rc == 0, out
+    return root
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    """``tokenmill ARGV`` in this process: exit code and everything it printed."""
+    from tokenmill.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse: --help, usage errors
+            rc = exc.code if isinstance(exc.code, int) else 1
+    return int(rc or 0), buf.getvalue()
+
+
+# --- running a page --------------------------------------------------------------------------------------------
+def shell_commands(code: str) -> list[str]:
+    """Lines of a shell block with continuations joined and comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", code)
+    return [line.strip() for line in joined.split("\n") if line.strip() and not line.strip().startswith("#")]
+
+
+def run_shell(block: Block, env: pytest.MonkeyPatch) -> str | None:
+    """Run the block's tokenmill commands and example scripts; their output (None when nothing ran)."""
+    printed, ran = [], False
+    for command in shell_commands(block.code):
+        argv = shlex.split(command, comments=True)
+        if not argv:
+            continue
+        if argv[0] == "export":
+            for assignment in argv[1:]:
+                key, _, value = assignment.partition("=")
+                env.setenv(key, value)
+            continue
+        runs = argv[0] == "tokenmill" or (
+            argv[0] in ("python", "python3") and argv[1:2] != [] and argv[1].startswith("examples/")
+        )
+        if runs and any(tok in ("|", ">", "&&", ";") for tok in argv):
+            raise AssertionError(
+                f"{block.page}:{block.line}: shell syntax the docs test does not run: {command}"
+            )
+        if argv[0] == "tokenmill":
+            ran = True
+            rc, out = run_cli(argv[1:])
+            printed.append(out)
+            if rc != 0:
+                return _failed(block, command, rc, "".join(printed))
+        elif argv[0] in ("python", "python3") and len(argv) > 1 and argv[1].startswith("examples/"):
+            ran = True
+            proc = subprocess.run(
+                [sys.executable, *argv[1:]], capture_output=True, text=True, timeout=300, env=dict(os.environ)
+            )
+            printed.append(proc.stdout + proc.stderr)
+            if proc.returncode != 0:
+                return _failed(block, command, proc.returncode, "".join(printed))
+    return "".join(printed) if ran else None
+
+
+class CommandFailed(Exception):
+    def __init__(self, block: Block, command: str, rc: int, output: str) -> None:
+        super().__init__(f"{block.page}:{block.line}: `{command}` exited {rc}:\n{output}")
+        self.output = output
+
+
+def _failed(block: Block, command: str, rc: int, output: str) -> str:
+    raise CommandFailed(block, command, rc, output)
+
+
+def run_python(block: Block, namespace: dict) -> str:
+    buf = io.StringIO()
+    code = compile(block.code, f"{block.page}:{block.line}", "exec")
+    with contextlib.redirect_stdout(buf):
+        exec(code, namespace)
+    return buf.getvalue()
+
+
+def matches(expected: str, actual: str) -> bool:
+    """``expected`` with ``...`` as a wildcard, compared with trailing spaces and blank edges ignored."""
+    norm = lambda s: "\n".join(line.rstrip() for line in s.strip("\n").split("\n"))  # noqa: E731
+    pattern = ".*?".join(re.escape(part) for part in norm(expected).split("..."))
+    return re.fullmatch(pattern, norm(actual), flags=re.DOTALL) is not None
+
+
+def run_page(page: str, workdir: Path, env: pytest.MonkeyPatch) -> None:
+    blocks = parse_blocks(page, (ROOT / page).read_text(encoding="utf-8"))
+    namespace: dict = {"__name__": "__main__"}
+    last_output: str | None = None
+    last_block: Block | None = None
+    for i, block in enumerate(blocks):
+        if block.skip:
+            last_output = last_block = None
+            continue
+        if block.lang == OUTPUT_LANG:
+            assert last_block is not None, (
+                f"{page}:{block.line}: an output block must follow a runnable block"
+            )
+            assert last_output is not None, f"{page}:{block.line}: the block above printed nothing"
+            assert matches(block.code, last_output), (
+                f"{page}:{block.line}: the page shows\n{block.code}\nbut {last_block.page}:{last_block.line} "
+                f"printed\n{last_output}"
+            )
+            continue
+        if block.lang not in RUN_LANGS:
+            continue
+        expects_error = (
+            i + 1 < len(blocks) and blocks[i + 1].lang == OUTPUT_LANG and "error:" in blocks[i + 1].code
+        )
+        try:
+            if block.lang == "python":
+                last_output = run_python(block, namespace)
+            else:
+                last_output = run_shell(block, env)
+        except CommandFailed as exc:
+            if not expects_error:
+                raise AssertionError(str(exc)) from None
+            last_output = exc.output
+        except Exception as exc:
+            raise AssertionError(
+                f"{page}:{block.line}: the snippet raised {type(exc).__name__}: {exc}"
+            ) from exc
+        last_block = block
+
+
+def _page_params() -> list:
+    params = []
+    for page in PAGES:
+        marks = [pytest.mark.slow] if page in SLOW_PAGES else []
+        if page in PENDING:
+            marks.append(pytest.mark.skip(reason=PENDING[page]))
+        params.append(pytest.param(page, marks=marks, id=page))
+    return params
+
+
+@pytest.mark.parametrize("page", _page_params())
+def test_page_snippets_run(page, world, tmp_path, monkeypatch):
+    workdir = tmp_path / "ws"
+    ignore = shutil.ignore_patterns("cache") if page in OWN_CACHE else None
+    shutil.copytree(world, workdir, symlinks=True, ignore=ignore)
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.syspath_prepend(str(workdir))
+    run_page(page, workdir, monkeypatch)
+
+
+def test_the_parser_reads_fences_skip_marks_and_outputs():
+    text = "x\n```python\nprint(1)\n```\n```text\n1\n```\n*Not run by the docs test: needs a GPU.*\n```bash\nmake\n```\n"
+    blocks = parse_blocks("p.md", text)
+    assert [(b.lang, b.line, b.skip) for b in blocks] == [("python", 2, None), ("text", 5, None)] + [
+        ("bash", 9, "needs a GPU")
+    ]
+    assert matches("a ... b\nc", "a 12.5 s b  \nc\n") and not matches("a b", "a c")
+    assert shell_commands("tokenmill a \\\n   --b c  # note\n# comment\n") == ["tokenmill a  --b c  # note"]
