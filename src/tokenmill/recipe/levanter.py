@@ -104,9 +104,9 @@ def _task_options(section: dict[str, Any], native: dict[str, Any], r: Reader) ->
         r.note("data.enforce_eos", "add_eos: true (EOS after every document)" if eos else "add_eos: false")
     shuffle = section.get("shuffle", False)
     if shuffle is False:
+        default = "" if "shuffle" in section else " (Levanter's default)"
         r.note(
-            "data.shuffle",
-            "false: read in cache order with `batches --no-shuffle` (tokenmill shuffles by default)",
+            "data.shuffle", f"false{default}: `batches --no-shuffle` reads in cache order; tokenmill shuffles"
         )
     elif shuffle is True:
         r.note("data.shuffle", "true: tokenmill's seeded shuffle, a new order each epoch")
