@@ -146,3 +146,30 @@ def test_schedule_errors(text_cache, sft_cache):
         BatchIterator(mixture(text_cache, sft_cache), B, rank=0, world_size=1).load_state_dict(
             fixed.state_dict()
         )
+
+
+class _Prefetched:
+    """The scheduled mixture's batches as the trainer reads them: PrefetchIterator over a resumed BatchIterator."""
+
+    def __init__(self, mix: Mixture) -> None:
+        self.mix = mix
+
+    def iter(self, state=None):
+        from tokenmill.torch import PrefetchIterator
+
+        batches = BatchIterator(self.mix, B, rank=0, world_size=1)
+        if state is not None:
+            batches.load_state_dict(state)
+        return PrefetchIterator(batches, depth=3, workers=2)
+
+
+def test_the_one_resume_contract_holds_across_every_segment(text_cache, sft_cache):
+    pytest.importorskip("torch")
+    from tokenmill.testing import assert_resumes
+
+    # 110 batches cross the ramp (to step 40), the jump at step 100 and the constant tail after it
+    assert_resumes(
+        _Prefetched(mixture(text_cache, sft_cache, "packed")),
+        max_items=110,
+        checkpoints=[0, 39, 40, 99, 100, 101, 110],
+    )

@@ -40,11 +40,12 @@ def plot_shares(report: dict[str, Any], path: str) -> None:
 
 def realised_shares(run: str, names: list[str]) -> tuple[list[float], list[list[float]]]:
     """(steps, shares per source) from a run's ``metrics.jsonl``: each logged step's ``source_samples`` (the
-    samples of each source read since the previous logged step, which the trainer writes for a mixture)."""
+    samples of each source read since the previous logged step, which the trainer writes for a mixture), placed
+    at the middle of the steps they cover."""
     import json
     import os
 
-    steps, shares = [], []
+    steps, shares, previous = [], [], 0.0
     path = os.path.join(run, "metrics.jsonl")
     if not os.path.isfile(path):
         return steps, shares
@@ -58,8 +59,10 @@ def realised_shares(run: str, names: list[str]) -> tuple[list[float], list[list[
             if not isinstance(counts, dict) or not sum(counts.values()):
                 continue
             total = sum(counts.values())
-            steps.append(float(record["step"]))
+            step = float(record["step"])
+            steps.append((previous + step) / 2)  # the middle of the steps the counts cover
             shares.append([counts.get(n, 0) / total for n in names])
+            previous = step
     return steps, shares
 
 

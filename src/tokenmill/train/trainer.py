@@ -502,8 +502,15 @@ class Run:
         result.history.append(record)
         if self.logger:
             self.logger.log(record)
+            per_source = ", ".join(
+                f"{k.removeprefix('val_loss/')} {v:.4f}"
+                for k, v in metrics.items()
+                if k.startswith("val_loss/")
+            )
             self.logger.message(
-                f"step {self.step}: val_loss {metrics['val_loss']:.4f}, perplexity {metrics['val_ppl']:.2f}"
+                f"step {self.step}: val_loss {metrics['val_loss']:.4f}"
+                + (f" ({per_source})" if per_source else "")
+                + f", perplexity {metrics['val_ppl']:.2f}"
             )
 
 
