@@ -80,7 +80,7 @@ class PackChunkStage(ParentStage):
         if read is not None:
             self.anchor, self.held, _ = read
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         length = self.node.chunk_length
         parts = [] if self.held is None else [self.held]
         n = 0 if self.held is None else len(next(iter(self.held.values())))
@@ -101,7 +101,7 @@ class PackChunkStage(ParentStage):
             raise StopIteration
         return {c: np.concatenate([p[c] for p in parts])[:length] for c in self.node.target_columns}
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         if self.held is None:
             return {"parent": self.parent.state_dict(), "held": False}
         return {"parent": self.anchor, "held": True}
@@ -168,16 +168,16 @@ class OrderedInterleaveStage(Stage):
         self.order = stratified_order(node.weights, node.chunk_size)
         self.sources = [p.build(s) for p, s in zip(node.parents, states, strict=True)]
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         source = self.sources[self.order[self.index % self.node.chunk_size]]
         item = next(source)
         self.index += 1
         return item
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         return {"index": self.index, "sources": [s.state_dict() for s in self.sources]}
 
-    def close(self) -> None:
+    def release(self) -> None:
         for s in self.sources:
             s.close()
 
@@ -220,7 +220,7 @@ class MemoryCacheStage(Stage):
         self.index = index
         self.source = source
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         store = self.node.store
         if self.source is None:
             if store.end is not None and self.index >= store.end:
@@ -240,10 +240,10 @@ class MemoryCacheStage(Stage):
         self.index += 1
         return item
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         return {"index": self.index, "parent": None if self.source is None else self.source.state_dict()}
 
-    def close(self) -> None:
+    def release(self) -> None:
         if self.source is not None:
             self.source.close()
 
@@ -362,15 +362,12 @@ class DatasetNode(Node):
 class _IteratorStage(Stage):
     def __init__(self, it: Any) -> None:
         self.it = it
-        self._closed = False
 
-    def __next__(self) -> Any:
+    def next(self) -> Any:
         return next(self.it)
 
-    def state_dict(self) -> StateDict:
+    def get_state(self) -> StateDict:
         return self.it.state_dict()
 
-    def close(self) -> None:
-        if not getattr(self, "_closed", True):
-            self._closed = True
-            self.it.close()
+    def release(self) -> None:
+        self.it.close()
