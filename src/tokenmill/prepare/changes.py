@@ -42,23 +42,41 @@ def record_identities(units: list[Unit], config: PrepareConfig) -> dict[str, dic
     return out
 
 
-def changed_sources(plan: dict[str, Any], units: list[Unit], config: PrepareConfig) -> dict[str, list[str]]:
-    """The sources of the plan whose identity changed since it was recorded: URL -> what changed."""
+def changed_sources(
+    plan: dict[str, Any], units: list[Unit], through: int, config: PrepareConfig
+) -> dict[str, list[str]]:
+    """The sources of the plan that changed since it was recorded in a way this run cannot honour: URL -> what
+    changed. A whole file that only uncommitted units read is simply read as it is now (its identity in ``plan``
+    is updated); a file with committed content, or cut into byte ranges or row groups, is reported."""
     recorded = plan.get("identities") or {}
-    kinds = {url: unit for unit in units for url in unit.urls}
+    unit_of = {url: unit for unit in units for url in unit.urls}
+    committed = {url for unit in units[:through] for url in unit.urls}
     changed: dict[str, list[str]] = {}
     for url, data in recorded.items():
         before = SourceIdentity.from_json(data)
-        unit = kinds.get(url)
+        unit = unit_of.get(url)
         now = identify(before.kind, url, _spec(unit) if unit else None, _options(config, url))
         what = before.changes(now)
-        if what:
-            changed[url] = what
+        if not what:
+            continue
+        if now is not None and url not in committed and _read_whole(url, units[through:]):
+            recorded[url] = now.to_json()
+            continue
+        changed[url] = what
     if config.hf is not None:  # the dataset asked for now against the one the plan read
         for unit in units:
             if unit.kind == "hf" and unit.hf != config.hf:
                 changed[unit.urls[0]] = [f"arguments {unit.hf!r} -> {config.hf!r}"]
     return changed
+
+
+def _read_whole(url: str, units: list[Unit]) -> bool:
+    """Whether every unit that reads ``url`` reads the whole file (no byte range, no row groups)."""
+    for unit in units:
+        for part in (unit.files or {}).get("parts", []):
+            if part.get("url") == url and (part.get("byte_range") or part.get("row_groups")):
+                return False
+    return True
 
 
 def new_urls(units: list[Unit], config: PrepareConfig) -> tuple[list[str], list[str]]:

@@ -8,6 +8,7 @@ what each unit wrote in plan order (:mod:`tokenmill.prepare.dispatch`), then der
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tempfile
 import time
@@ -15,6 +16,7 @@ from typing import Any
 
 from tokenmill.cache import store
 from tokenmill.cache.layout import TOKENS_DATASET, cache_schema, token_dtype
+from tokenmill.cache.lock import CacheLock
 from tokenmill.cache.manifest import Manifest, read_manifest, write_manifest
 from tokenmill.cache.reader import CacheReader
 from tokenmill.cache.writer import CacheCommitter, LedgerState
@@ -37,6 +39,19 @@ def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSu
     config.check()
     notes = adopt_token_datasets(config)
     cache = _resolve_output(config)
+    with CacheLock(cache, config.storage_options) as lock:
+        return _prepare_locked(config, cache, lock, notes, started, progress)
+
+
+def _prepare_locked(
+    config: PrepareConfig,
+    cache: str,
+    lock: CacheLock,
+    notes: list[str],
+    started: float,
+    progress: bool | None,
+) -> PrepareSummary:
+    """The steps of a build, run while this process holds the cache's writer lock."""
     tokenizer, tokenizer_local = _load_tokenizer(config, cache)
     dtype = token_dtype(tokenizer.vocab_size)
     committer = CacheCommitter(cache, cache_schema(dtype), config.storage_options)
@@ -62,7 +77,7 @@ def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSu
         tokenizer_threads=max(1, (os.cpu_count() or 1) // max(1, _workers(config))),
     )
     before = Counts.from_json(state.stats)
-    state = _run(config, cache, units, state, setup, committer, manifest, progress)
+    state = _run(config, cache, units, state, setup, committer, manifest, progress, lock)
     if config.dedup:
         write_cache_keys(
             cache, load_committed_keys(cache, state.through, config.storage_options), config.storage_options
@@ -79,6 +94,9 @@ def _resolve_output(config: PrepareConfig) -> str:
     if not config.output:
         raise ConfigError("no output given: name the cache folder or URL with --output")
     cache = config.output.rstrip("/")
+    local = store.local_path(cache)
+    if store.is_local(cache) and os.path.exists(local) and not os.path.isdir(local):
+        raise ConfigError(f"--output {cache} is a file; a cache is a folder: choose another --output")
     config.storage_options = store.resolve_storage_options(config.storage_options, cache)
     return cache
 
@@ -139,7 +157,8 @@ def _fix_plan(
     plan = committer.read_plan() if manifest is not None else None
     if plan is not None:
         units = [Unit.from_json(u) for u in plan["units"]]
-        changed = changed_sources(plan, units, config)
+        recorded = json.dumps(plan.get("identities"), sort_keys=True)
+        changed = changed_sources(plan, units, committer.recover().through, config)
         if changed and not config.rebuild_changed:
             raise CacheError(
                 f"{cache} was built from sources that have changed since:\n{describe_changes(changed)}\n"
@@ -149,6 +168,8 @@ def _fix_plan(
             notes.append(f"rebuilt: {len(changed)} source(s) changed since the cache was built")
             committer.reset()
             plan, manifest = None, None
+        elif json.dumps(plan.get("identities"), sort_keys=True) != recorded:
+            committer.write_plan(plan)  # identities of whole files re-read as they are now
     if plan is None:
         units = plan_units(config)
         committer.write_plan(
@@ -214,12 +235,13 @@ def _run(
     committer: CacheCommitter,
     manifest: Manifest,
     progress: bool | None,
+    lock: CacheLock,
 ) -> LedgerState:
     """Run the uncommitted units on the configured executor; returns the final ledger state."""
     executor = make_executor(config, setup, WorkerFunctions(init=init_worker, run=process_unit))
     bar = Progress(progress, sum(u.bytes for u in units), sum(u.bytes for u in units[: state.through]))
     try:
-        return Dispatch(config, cache, units, state, executor, committer, bar, manifest).run()
+        return Dispatch(config, cache, units, state, executor, committer, bar, manifest, lock).run()
     finally:
         bar.close()
         executor.shutdown()

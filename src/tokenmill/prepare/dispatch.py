@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from tokenmill.cache.lock import CacheLock
 from tokenmill.cache.manifest import Manifest, write_manifest
 from tokenmill.cache.writer import CacheCommitter, LedgerState
 from tokenmill.dedup import SeenKeys, load_committed_keys, read_cache_keys, save_commit_keys
@@ -51,6 +52,7 @@ class Dispatch:
     committer: CacheCommitter
     progress: Progress
     manifest: Manifest
+    lock: CacheLock | None = None  # the writer lock: its heartbeat is refreshed as units are committed
     in_flight: dict[cf.Future, int] = field(default_factory=dict)
     done: dict[int, UnitResult] = field(default_factory=dict)
     seen: SeenKeys | None = None  # dedup: keys stored by the committed prefix and by dedup_seen caches
@@ -151,6 +153,8 @@ class Dispatch:
             if finished:
                 break
         if through > self.state.through:
+            if self.lock is not None:
+                self.lock.heartbeat()
             if self.seen is not None:
                 save_commit_keys(self.cache, self.state.through, through, keys, self.config.storage_options)
             self.state = self.committer.commit(fragments, through, counts.to_json())
