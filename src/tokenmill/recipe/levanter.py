@@ -229,9 +229,16 @@ def _hf(cfg: dict[str, Any], r: Reader, prefix: str) -> dict[str, Any]:
         hf["streaming"] = True
     what = f"Hugging Face dataset {ident}" + (f" (config {hf['config']})" if "config" in hf else "")
     r.note(f"{prefix}.id", f"{what}, split train" + (", streamed" if stream else ""))
-    if _hf_validation_supported() and not cfg.get("validation_urls"):
+    if cfg.get("validation_urls"):
+        return hf
+    if _hf_validation_supported() and os.path.isdir(os.path.join(hf["name"], "validation")):
         hf["validation_split"] = "validation"
         r.note(f"{prefix}.id", "its own validation split is the source's validation (as Levanter reads it)")
+    else:  # a hub dataset's splits are not known offline: say so rather than guess
+        r.note(
+            f"{prefix}.id",
+            "no validation read from it: give validation_urls, or convert and set hf.validation_split",
+        )
     return hf
 
 
