@@ -92,7 +92,18 @@ class Tupled:
         return it
 
 
+@dataclasses.dataclass(frozen=True)
+class Mutating:
+    """Consumes the state it is given (pops its key): refused, a caller may resume twice from one checkpoint."""
+
+    def iter(self, state=None):
+        pos = None if state is None else {"pos": state.pop("pos")}
+        return CountIterator(6, pos)
+
+
 def test_the_checker_catches_wrong_resumes_changing_shapes_and_non_json():
+    with pytest.raises(AssertionError, match="modified the state"):
+        assert_resumes(Mutating())
     with pytest.raises(AssertionError, match="differs"):
         assert_resumes(Forgetful())
     with pytest.raises(AssertionError, match="structure changes"):
