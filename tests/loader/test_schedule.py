@@ -136,8 +136,11 @@ def test_schedule_errors(text_cache, sft_cache):
         Mixture({"web": a, "sft": b}, schedule=SCHEDULE, global_batch_size=B)
     with pytest.raises(ConfigError, match="stop"):
         Mixture({"text": a, "sft": b}, schedule=SCHEDULE, global_batch_size=B, policy="stop")
-    with pytest.raises(ConfigError, match="steps of 16 samples"):
-        BatchIterator(mixture(text_cache, sft_cache), 32, rank=0, world_size=1)
+    # the stream is by position: read in chunks of another size (the HF adapter reads per device), it is the same
+    chunks = BatchIterator(mixture(text_cache, sft_cache), 8, rank=0, world_size=1)
+    whole = BatchIterator(mixture(text_cache, sft_cache), B, rank=0, world_size=1)
+    halves = np.concatenate([chunks.next_plan().ids for _ in range(10)])
+    assert np.array_equal(halves, np.concatenate([whole.next_plan().ids for _ in range(5)]))
     with pytest.raises(StateError, match="schedule"):  # a fixed run is not resumed on a schedule
         fixed = BatchIterator(
             Mixture([(a, 0.9), (b, 0.1)], names=["text", "sft"], seed=3), B, rank=0, world_size=1
@@ -173,3 +176,24 @@ def test_the_one_resume_contract_holds_across_every_segment(text_cache, sft_cach
         max_items=110,
         checkpoints=[0, 39, 40, 99, 100, 101, 110],
     )
+
+
+def test_the_hf_adapter_reads_a_schedule_per_device_and_checks_its_steps(text_cache, sft_cache):
+    pytest.importorskip("transformers")
+    from types import SimpleNamespace
+
+    from tokenmill.train.hf import HFTrainerData
+
+    data = HFTrainerData(mixture(text_cache, sft_cache))
+    args = SimpleNamespace(per_device_train_batch_size=4, gradient_accumulation_steps=2, world_size=2)
+    data.callback.on_train_begin(args, SimpleNamespace(global_step=0), None)  # 4 x 2 x 2 = 16: the schedule's
+    rows = [row for row, _ in zip(iter(data.dataset), range(32))]
+    want = mixture(text_cache, sft_cache).sample_ids(0, np.arange(32))
+    got = [mixture(text_cache, sft_cache).datasets[k].fetch(np.array([j]))["input_ids"][0] for k, j in want]
+    assert all(np.array_equal(r["input_ids"], g) for r, g in zip(rows, got))
+    with pytest.raises(ConfigError, match="steps of 16 samples.*reads 8"):
+        data.callback.on_train_begin(
+            SimpleNamespace(per_device_train_batch_size=4, gradient_accumulation_steps=1, world_size=2),
+            SimpleNamespace(global_step=0),
+            None,
+        )

@@ -59,14 +59,6 @@ class BatchIterator:
             check_world(self.global_batch_size, self.rank, self.world_size)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
-        steps_of = getattr(
-            source, "global_batch_size", None
-        )  # a schedule placed in steps of this many samples
-        if steps_of is not None and steps_of != self.global_batch_size:
-            raise ConfigError(
-                f"the mixture's schedule counts steps of {steps_of} samples, but this iterator's global batch "
-                f"is {self.global_batch_size}; build the Mixture with global_batch_size={self.global_batch_size}"
-            )
         self.epochs, self.steps, self.drop_last = epochs, steps, drop_last
         self._chunk_batches = max(1, int(plan_chunk) // self.global_batch_size)
         self._ids_cache: tuple[int, int, np.ndarray] | None = None

@@ -184,6 +184,15 @@ class DataStateCallback(TrainerCallback):
         return args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
 
     def on_train_begin(self, args, state, control, **kwargs):
+        steps_of = getattr(
+            self.dataset.source, "global_batch_size", None
+        )  # a Mixture's schedule counts steps
+        if steps_of is not None and steps_of != self._per_step(args):
+            raise ConfigError(
+                f"the mixture's schedule counts steps of {steps_of} samples, but each Trainer step reads "
+                f"{self._per_step(args)} (per device x accumulation x processes); build the Mixture with "
+                f"global_batch_size={self._per_step(args)}"
+            )
         self.start_step = state.global_step
         if state.global_step == 0:
             self.dataset.restart(None, args.per_device_train_batch_size)
