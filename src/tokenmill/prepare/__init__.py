@@ -16,8 +16,8 @@ was imported first; ``from tokenmill.prepare import PrepareConfig`` reaches this
 
 from tokenmill.errors import SourceError
 from tokenmill.prepare.config import PrepareConfig
-from tokenmill.prepare.coordinator import prepare
-from tokenmill.prepare.executors import Executor, LocalExecutor, WorkerFunctions, WorkerLost, make_executor
+from tokenmill.prepare.coordinator import make_executor, prepare
+from tokenmill.prepare.executors import Executor, LocalExecutor, WorkerFunctions, WorkerLost
 from tokenmill.prepare.records import Counts, Task, Unit, UnitResult, WorkerSetup
 from tokenmill.prepare.summary import PrepareSummary
 from tokenmill.prepare.worker import POLICY_REASONS, init_worker, process_unit

@@ -25,7 +25,7 @@ from tokenmill.errors import CacheError, ConfigError
 from tokenmill.prepare.changes import changed_sources, new_urls, record_identities
 from tokenmill.prepare.config import PrepareConfig
 from tokenmill.prepare.dispatch import Dispatch, Progress, limit_reached
-from tokenmill.prepare.executors import WorkerFunctions, make_executor
+from tokenmill.prepare.executors import Executor, LocalExecutor, WorkerFunctions
 from tokenmill.prepare.plan import adopt_token_datasets, identity_hash, plan_units
 from tokenmill.prepare.records import Counts, Unit, WorkerSetup
 from tokenmill.prepare.summary import PrepareSummary, summarize
@@ -292,3 +292,17 @@ def _save_tokenizer(tokenizer: Any, cache: str, storage_options) -> None:
         for name in os.listdir(tmp):
             with open(os.path.join(tmp, name), "rb") as f:
                 store.write_bytes(store.join(target, name), f.read(), storage_options)
+
+
+def make_executor(config: PrepareConfig, setup: WorkerSetup, functions: WorkerFunctions) -> Executor:
+    """The executor ``config.executor`` names, running ``functions`` with ``setup``.
+
+    Here, not in :mod:`~tokenmill.prepare.executors`: ``ray_executor`` imports the executors' protocol, so the
+    module that picks one of them must sit above both."""
+    if config.executor == "ray":
+        from tokenmill.prepare.ray_executor import RayExecutor
+
+        # workers None: every CPU of the cluster
+        return RayExecutor(config.workers, setup, functions, address=config.ray_address)
+    workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
+    return LocalExecutor(workers, setup, functions)

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
-import os
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Protocol
 
 from tokenmill.errors import TokenmillError
-from tokenmill.prepare.config import PrepareConfig
 from tokenmill.prepare.records import Task, UnitResult, WorkerSetup
 
 
@@ -112,14 +110,3 @@ class _LostAsWorkerLost(cf.Future):
             self.set_exception(exc)
         else:
             self.set_result(inner.result())
-
-
-def make_executor(config: PrepareConfig, setup: WorkerSetup, functions: WorkerFunctions) -> Executor:
-    """The executor ``config.executor`` names, running ``functions`` with ``setup``."""
-    if config.executor == "ray":
-        from tokenmill.prepare.ray_executor import RayExecutor
-
-        # workers None: every CPU of the cluster
-        return RayExecutor(config.workers, setup, functions, address=config.ray_address)
-    workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
-    return LocalExecutor(workers, setup, functions)
