@@ -91,6 +91,18 @@ class Reader:
             key, f"not a {self.tool} data key tokenmill knows{hint}; known: {', '.join(known)}"
         )
 
+    def section(self, data: dict[str, Any], known: tuple[str, ...], default_tokenizer: str) -> dict[str, Any]:
+        """The data section, every key checked against ``known``, and the native recipe begun with its
+        tokenizer (a path beside the file, or a name as written; the tool's default when absent)."""
+        section = data["data"]
+        for key in section:
+            if key not in known:
+                raise self.unknown(f"data.{key}", known)
+        tok = self.string("data.tokenizer", section.get("tokenizer", default_tokenizer))
+        default = "" if "tokenizer" in section else f" ({self.tool}'s default)"
+        self.note("data.tokenizer", f"tokenizer {tok}{default}")
+        return {"tokenizer": self.path(tok) if os.path.exists(self.path(tok)) else tok}
+
     def path(self, value: str) -> str:
         """A path as the tool means it: relative to the config file's folder (tokenmill's rule for recipes)."""
         from tokenmill.recipe.schema import resolve_path

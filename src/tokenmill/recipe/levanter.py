@@ -56,18 +56,11 @@ _RUNTIME = {
 
 def convert(data: dict[str, Any], r: Reader) -> dict[str, Any]:
     section = data["data"]
-    for key in section:
-        if key not in KEYS:
-            raise r.unknown(f"data.{key}", KEYS)
-    native: dict[str, Any] = {}
-    tokenizer = section.get("tokenizer", "gpt2")
-    if tokenizer == "passthrough":
+    if section.get("tokenizer") == "passthrough":
         raise r.refuse(
             "data.tokenizer", "pre-tokenized ids are the tokens format: write format: tokens in a recipe"
         )
-    tok = r.string("data.tokenizer", tokenizer)
-    native["tokenizer"] = r.path(tok) if os.path.exists(r.path(tok)) else tok
-    r.note("data.tokenizer", f"tokenizer {tok}" + ("" if "tokenizer" in section else " (Levanter's default)"))
+    native = r.section(data, KEYS, "gpt2")
     cache_dir = r.string("data.cache_dir", section.get("cache_dir", "cache/"))
     native["output"] = r.path(cache_dir)
     r.note("data.cache_dir", f"output folder {native['output']} (one cache per source under it)")

@@ -16,7 +16,26 @@ from typing import Any
 
 from tokenmill.recipe.foreign import Reader
 
-KEYS = (
+BUILDERS = {"text": "text", "json": "jsonl", "csv": "csv", "parquet": "parquet"}
+# how the dataset is built or served, not what it holds: noted and left to tokenmill's own options
+_RUNTIME = (
+    "packing_batchsize",
+    "packing_min_ctx_len",
+    "packing_in_sequence",
+    "reverse_train_dataset_before_save",
+    "skip_datapath_setup",
+    "processing_max_batch_size",
+    "dataloader_shuffle_training",
+    "dataloader_prefetch_factor",
+    "dataloader_pin_memory",
+    "dataset_name",
+    "dataset_index",
+    "is_random_datapack",
+    "sort_asc",
+    "world_add_endoftext_token",
+)
+# the keys that say what the data is
+DATA_KEYS = (
     "data_path",
     "data_path_storage_options",
     "source",
@@ -30,11 +49,9 @@ KEYS = (
     "text_rechunk_force",
     "tokenizer",
     "autoTokenizer",
-    "world_add_endoftext_token",
     "min_token_size",
     "max_token_size",
     "sort_by_length",
-    "sort_asc",
     "dataset_offset",
     "dataset_length",
     "custom_text_key",
@@ -56,52 +73,17 @@ KEYS = (
     "disable_prompt_completion_mask",
     "data_prefix_skip_mask",
     "packing_enable",
-    "packing_batchsize",
     "packing_chunksize",
-    "packing_min_ctx_len",
-    "packing_in_sequence",
-    "reverse_train_dataset_before_save",
-    "skip_datapath_setup",
-    "processing_max_batch_size",
-    "dataloader_shuffle_training",
-    "dataloader_prefetch_factor",
-    "dataloader_pin_memory",
-    "dataset_name",
-    "dataset_index",
-    "is_random_datapack",
 )
+KEYS = (*DATA_KEYS, *_RUNTIME)
 ONLY = tuple(k for k in KEYS if k != "tokenizer")
-BUILDERS = {"text": "text", "json": "jsonl", "csv": "csv", "parquet": "parquet"}
-# how the dataset is built or served, not what it holds: noted and left to tokenmill's own options
-_RUNTIME = (
-    "packing_batchsize",
-    "packing_min_ctx_len",
-    "packing_in_sequence",
-    "reverse_train_dataset_before_save",
-    "skip_datapath_setup",
-    "processing_max_batch_size",
-    "dataloader_shuffle_training",
-    "dataloader_prefetch_factor",
-    "dataloader_pin_memory",
-    "dataset_name",
-    "dataset_index",
-    "is_random_datapack",
-    "sort_asc",
-    "world_add_endoftext_token",
-)
 # Hugging Face's rule for a data file that belongs to the test split (its name says test)
 _TEST_FILE = re.compile(r"(^|[-_. /])(test|testing|eval|evaluation)([-_. 0-9]|$)")
 
 
 def convert(data: dict[str, Any], r: Reader) -> dict[str, Any]:
     section = data["data"]
-    for key in section:
-        if key not in KEYS:
-            raise r.unknown(f"data.{key}", KEYS)
-    native: dict[str, Any] = {}
-    tok = r.string("data.tokenizer", section.get("tokenizer", "world"))
-    native["tokenizer"] = r.path(tok) if os.path.exists(r.path(tok)) else tok
-    r.note("data.tokenizer", f"tokenizer {tok}" + ("" if "tokenizer" in section else " (RWKV's default)"))
+    native = r.section(data, KEYS, "world")
     if section.get("autoTokenizer") is not None:
         raise r.refuse(
             "data.autoTokenizer", "pass a tokenizer.json (or folder) whose settings are already right"
