@@ -1,45 +1,33 @@
-"""Fixtures shared by the tokenizer tests: real corpora and tokenizers trained on them."""
+"""Fixtures shared by the tokenizer tests: real corpora, and the tokenizer families people use, built offline."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from tokenizer_corpus import CL100K_STYLE, stdlib_documents
-from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
-from tokenizers import Tokenizer as RawTokenizer
 
-from tokenmill.tokenizer import HFTokenizer, train_tokenizer
+from tokenmill.tokenizer import load_tokenizer, train_tokenizer
+
+from . import tokenizer_families as families
+from .tokenizer_corpus import stdlib_documents
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stdlib_docs() -> list[str]:
-    return stdlib_documents(2_000_000)
+    return stdlib_documents(1_000_000)
 
 
-@pytest.fixture(scope="module")
-def trained_on_stdlib(stdlib_docs) -> HFTokenizer:
-    return train_tokenizer(stdlib_docs, 4000)
-
-
-@pytest.fixture(scope="module")
-def split_style_tokenizer(stdlib_docs, tmp_path_factory) -> Path:
-    """A Llama-3/Qwen2-style byte-level BPE: a Split(regex) pre-tokenizer, then ByteLevel without its regex."""
-    tok = RawTokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(CL100K_STYLE), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=2000,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(stdlib_docs[:100], trainer=trainer)
-    path = tmp_path_factory.mktemp("split") / "tokenizer.json"
-    tok.save(str(path))
-    return path
+@pytest.fixture(scope="session")
+def family_tokenizers(tmp_path_factory, stdlib_docs) -> dict:
+    """Each family loaded once (engine "auto"); trained ones learn from a slice of the stdlib corpus."""
+    root = tmp_path_factory.mktemp("families")
+    train = stdlib_docs[:60]
+    specs = {
+        "cl100k-tokenizer.json": lambda: families.cl100k_tokenizer_json(root / "cl100k" / "tokenizer.json"),
+        "deepseek": families.deepseek_folder,
+        "qwen.tiktoken": families.qwen_tiktoken_path,
+        "cl100k.tiktoken": families.cl100k_ranks_path,
+        "byte-level-bpe": lambda: train_tokenizer(train, 3000).save(root / "bpe"),
+        "sentencepiece-bpe": lambda: families.sentencepiece_bpe(train, root / "sp" / "tokenizer.json"),
+        "unigram": lambda: families.unigram(train[:8], root / "unigram" / "tokenizer.json", 500),
+        "wordpiece": lambda: families.wordpiece(train, root / "wordpiece" / "tokenizer.json"),
+    }
+    return {name: load_tokenizer(make()) for name, make in specs.items()}

@@ -6,7 +6,6 @@ import json
 import shutil
 
 import pytest
-from tokenizer_corpus import tokenizer_json, write_json
 from tokenizers import Tokenizer as RawTokenizer
 from tokenizers import normalizers, processors
 
@@ -19,6 +18,8 @@ from tokenmill.tokenizer import (
     load_tokenizer,
     train_tokenizer,
 )
+
+from .tokenizer_corpus import byte_level_ranks, tokenizer_json, write_json
 
 # ----------------------------------------------------------------------------------------- loading
 
@@ -39,8 +40,8 @@ def test_fixture_tokenizer_properties(tokenizer_path):
 
 def test_special_token_text_is_plain_unless_asked(tokenizer_path):
     raw = RawTokenizer.from_file(str(tokenizer_path))
-    for fast_path in (True, False):
-        tok = load_tokenizer(tokenizer_path, fast_path=fast_path)
+    for engine in ("auto", "tokenizers"):
+        tok = load_tokenizer(tokenizer_path, engine=engine)
         plain = tok.encode("a <|endoftext|> b")
         assert 0 not in plain
         assert tok.decode(plain) == "a <|endoftext|> b"
@@ -58,7 +59,7 @@ def test_encode_batch_equals_encode_and_decodes_back(tokenizer_path, documents):
 
 def test_lone_surrogates_become_replacement_characters_in_both_engines(tokenizer_path):
     fast = load_tokenizer(tokenizer_path)
-    slow = load_tokenizer(tokenizer_path, fast_path=False)
+    slow = load_tokenizer(tokenizer_path, engine="tokenizers")
     assert fast.encode("a\ud800b") == slow.encode("a\ud800b") == slow.encode("a\ufffdb")
     assert ByteTokenizer().encode("a\ud800b") == list("a\ufffdb".encode())
 
@@ -72,7 +73,7 @@ def test_fingerprint_is_stable_across_paths_and_engines(tokenizer_path, tmp_path
         load_tokenizer(copy_dir / "tokenizer.json"),
         load_tokenizer(copy_dir),
         load_tokenizer(str(copy_dir)),
-        load_tokenizer(tokenizer_path, fast_path=False),
+        load_tokenizer(tokenizer_path, engine="tokenizers"),
         load_tokenizer(base.save(tmp_path / "saved")),
     ]
     assert {t.fingerprint for t in same} == {base.fingerprint}
@@ -149,7 +150,7 @@ def test_hf_folder_config_supplies_specials_template_and_bos_convention(tokenize
     tok = load_tokenizer(folder)
     assert (tok.bos_id, tok.eos_id, tok.pad_id, tok.adds_bos) == (bos, 0, pad, True)
     assert tok.chat_template == template
-    assert tok.engine == "tiktoken"
+    assert tok.engine == "fastokens"
     restored = load_tokenizer(tok.save(tmp_path / "copy"))
     assert (restored.bos_id, restored.eos_id, restored.pad_id, restored.adds_bos) == (bos, 0, pad, True)
     assert restored.chat_template == template and restored.fingerprint == tok.fingerprint
@@ -175,7 +176,7 @@ def test_transformers_loader_agrees_with_direct_loader(tokenizer_path, tmp_path)
     from tokenmill.tokenizer import load_transformers
 
     folder = load_tokenizer(tokenizer_path).save(tmp_path / "copy")
-    via_hf = load_transformers(str(folder), trust_remote_code=False, fast_path=True)
+    via_hf = load_transformers(str(folder))
     direct = load_tokenizer(folder)
     assert via_hf.fingerprint == direct.fingerprint
     assert via_hf.encode("hello world") == direct.encode("hello world")
@@ -184,7 +185,7 @@ def test_transformers_loader_agrees_with_direct_loader(tokenizer_path, tmp_path)
 def test_train_tokenizer_and_save_restore(documents, tmp_path):
     tok = train_tokenizer(documents, 600, special_tokens=("<|endoftext|>", "<|pad|>"))
     assert tok.vocab_size <= 600 and tok.eos_id == 0 and tok.token_to_id("<|pad|>") == 1
-    assert tok.engine == "tiktoken"
+    assert tok.engine == "fastokens"
     out = tok.save(tmp_path / "tok")
     meta = json.loads((out / META_FILE).read_text())
     assert meta["fingerprint"] == tok.fingerprint and meta["kind"] == "huggingface"
@@ -214,8 +215,7 @@ def test_saved_byte_tokenizer_restores(tmp_path):
 
 
 def test_tiktoken_file_loads_and_round_trips(tokenizer_path, tmp_path, documents):
-    fixture = load_tokenizer(tokenizer_path)
-    ranks = fixture._tiktoken._mergeable_ranks
+    ranks = byte_level_ranks(tokenizer_path)
     # a .tiktoken file needs contiguous ranks from 0; renumber the fixture's (id 0 is its special token)
     import base64
 
@@ -273,7 +273,7 @@ def test_tokenizers_survive_pickling_for_worker_processes(tokenizer_path):
     text = "hello <|endoftext|> world"
     for tok in (
         load_tokenizer(tokenizer_path),
-        load_tokenizer(tokenizer_path, fast_path=False),
+        load_tokenizer(tokenizer_path, engine="tokenizers"),
         ByteTokenizer(),
     ):
         tok.encode(text, parse_special=True)
@@ -289,7 +289,7 @@ def test_tiktoken_encoding_name_through_tiktokens_registry(tokenizer_path, monke
     import tiktoken.registry
 
     fixture = load_tokenizer(tokenizer_path)
-    ranks = dict(fixture._tiktoken._mergeable_ranks)
+    ranks = byte_level_ranks(tokenizer_path)
     tiktoken.registry.list_encoding_names()  # populate the registry first
     monkeypatch.setitem(
         tiktoken.registry.ENCODING_CONSTRUCTORS,

@@ -48,3 +48,27 @@ def write_json(tmp_path: Path, data: dict, name: str = "tokenizer.json") -> Path
     path = tmp_path / name
     path.write_text(json.dumps(data))
     return path
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table used by byte-level BPE vocabularies."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs), strict=True))
+
+
+def byte_level_ranks(tokenizer_path) -> dict[bytes, int]:
+    """A byte-level BPE tokenizer.json's vocabulary as tiktoken ranks (token bytes -> id), specials left out.
+    For a tokenizer `tokenizers` trained, tiktoken with these ranks gives the same ids (merge order = id order)."""
+    data = tokenizer_json(tokenizer_path)
+    u2b = {c: b for b, c in _bytes_to_unicode().items()}
+    specials = {a["content"] for a in data.get("added_tokens") or []}
+    return {
+        bytes(u2b[ch] for ch in tok): i for tok, i in data["model"]["vocab"].items() if tok not in specials
+    }

@@ -25,7 +25,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "info", help="load a tokenizer spec and show its vocabulary, specials and fingerprint"
     )
     i.add_argument("spec")
+    add_engine_argument(i)
     i.set_defaults(run=run_info)
+
+
+def add_engine_argument(p: argparse.ArgumentParser) -> None:
+    from tokenmill.tokenizer.engine import ENGINES
+
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="the encoding engine: auto (default) picks the fastest one proven to give the tokenizer's own ids",
+    )
 
 
 def _texts(args: argparse.Namespace) -> Iterator[str]:
@@ -65,5 +77,6 @@ def run_train(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     from tokenmill.tokenizer import load_tokenizer
 
-    print_json(load_tokenizer(args.spec).to_json_meta())
+    tok = load_tokenizer(args.spec, engine=args.engine)
+    print_json({**tok.to_json_meta(), "engine_reason": tok.engine_reason})
     return 0

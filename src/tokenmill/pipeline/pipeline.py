@@ -311,22 +311,23 @@ class Pipeline:
     ) -> Pipeline:
         """Encode ``target_column`` into ``input_ids`` (no special tokens; see ``ensure_bos_eos``).
 
+        ``tokenizer`` is a tokenmill tokenizer, a path or name, or a transformers / `tokenizers` / tiktoken object.
+        ``tokenizer_kwargs`` of a transformers call are honoured as transformers does (``add_special_tokens``,
+        ``truncation`` with ``max_length``, ``split_special_tokens``) or refused with what to use instead.
+
         Records are encoded a batch per tokenizer call, in a background thread (``parallel=False`` keeps it in
         the consumer's thread). epochraft's ``max_workers``/``prefetch_factor``/``executor_type`` are accepted
         and ignored: batch encoding releases the GIL, which is what those workers were for.
         """
-        from tokenmill.pipeline.tokenize import TokenizeNode, resolve_tokenizer
+        from tokenmill.pipeline.tokenize import TokenizeNode, encode_options, resolve_tokenizer
 
-        if tokenizer_kwargs:
-            raise ConfigError(
-                f"tokenizer_kwargs {sorted(tokenizer_kwargs)} are not supported: tokenize adds no special tokens "
-                "(use ensure_bos_eos) and never truncates (use chunk, concat_chunk or pack)"
-            )
         del max_workers, prefetch_factor, ordered, executor_type
+        options = encode_options(tokenizer_kwargs, tokenizer)
         tok = resolve_tokenizer(tokenizer)
-        return self._then(
-            TokenizeNode(self.node, tok, target_column, output_column, prefetch=2 if parallel else 0)
+        node = TokenizeNode(
+            self.node, tok, target_column, output_column, prefetch=2 if parallel else 0, options=options
         )
+        return self._then(node)
 
     def format(
         self,

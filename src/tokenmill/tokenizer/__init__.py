@@ -1,8 +1,9 @@
 """One small interface over every tokenizer tokenmill accepts, and a fingerprint that identifies it.
 
-Tokenizing is the bottleneck of ``prepare`` and of on-the-fly pipelines, so this module cares about speed:
-texts are always encoded in batches with the GIL released, and a byte-level BPE ``tokenizer.json`` is run by
-tiktoken's encoder when (and only when) tiktoken provably produces the same ids (see :func:`_tiktoken_twin`).
+Tokenizing is the bottleneck of ``prepare`` and of on-the-fly pipelines, so this package cares about speed:
+texts are always encoded in batches, by the fastest engine that gives exactly the ids of the tokenizer's own
+library (fastokens where it is proven on the probe set and the first documents, else `tokenizers` or tiktoken;
+see :mod:`tokenmill.tokenizer.engine`). ``engine`` names it, ``engine_reason`` says why.
 
 Specs accepted by :func:`load_tokenizer`:
 
@@ -13,7 +14,9 @@ Specs accepted by :func:`load_tokenizer`:
 - a folder written by :meth:`Tokenizer.save` (a cache's ``tokenizer/`` copy);
 - a tiktoken encoding name (``cl100k_base``; must be loadable by tiktoken, which downloads it unless it is in
   tiktoken's cache) or a ``.tiktoken`` ranks file;
-- any other folder or a Hugging Face model name, through ``transformers.AutoTokenizer`` (fast tokenizers only).
+- any other folder or a Hugging Face model name, through ``transformers.AutoTokenizer`` (fast tokenizers only);
+- a tokenizer object: a transformers tokenizer (v4 ``PreTrainedTokenizerFast``, v5 ``TokenizersBackend``, a slow
+  class built on tiktoken), a ``tokenizers.Tokenizer``, a ``tiktoken.Encoding`` (:mod:`tokenmill.tokenizer.objects`).
 
 Special tokens: :meth:`Tokenizer.encode_batch` adds none, and the *text* of a special token in the input (say a
 document that contains ``<|endoftext|>``) is encoded as plain text, never as the control token: data must not be
@@ -25,9 +28,10 @@ from __future__ import annotations
 
 from tokenmill.tokenizer.base import META_FILE, Tokenizer
 from tokenmill.tokenizer.bytes import ByteTokenizer
+from tokenmill.tokenizer.engine import ENGINES
 from tokenmill.tokenizer.huggingface import HFTokenizer
-from tokenmill.tokenizer.identity import bytes_to_unicode
 from tokenmill.tokenizer.load import load_tokenizer, load_transformers
+from tokenmill.tokenizer.objects import from_object
 from tokenmill.tokenizer.tiktoken import TiktokenTokenizer
 from tokenmill.tokenizer.train import train_tokenizer
 
@@ -39,6 +43,7 @@ __all__ = [
     "Tokenizer",
     "load_tokenizer",
     "train_tokenizer",
-    "bytes_to_unicode",
+    "ENGINES",
+    "from_object",
     "load_transformers",
 ]

@@ -6,10 +6,17 @@ import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tokenmill.errors import TokenizerError
+
+if TYPE_CHECKING:
+    from tokenmill.tokenizer.engine import Engine
 
 META_FILE = "tokenmill_tokenizer.json"
 _META_VERSION = 1
@@ -42,18 +49,89 @@ class Tokenizer(ABC):
     adds_bos: bool = False
     chat_template: str | None = None
 
-    @property
-    def engine(self) -> str:
-        """The library that actually encodes (``tokenizers``, ``tiktoken`` or ``bytes``)."""
-        return self.kind
+    #: the engine asked for ("auto": the fastest one proven to give the reference ids; see tokenizer.engine)
+    requested_engine: str = "auto"
+    #: special ids a transformers call with ``add_special_tokens=True`` puts before / after the text
+    special_prefix: tuple[int, ...] = ()
+    special_suffix: tuple[int, ...] = ()
 
     @abstractmethod
+    def _reference_engine(self) -> Engine:
+        """The tokenizer's own library, whose ids define the tokenizer."""
+
+    def _candidate_engines(self) -> dict[str, Callable[[], Engine | str]]:
+        """Faster engines worth trying, in order of preference (each a factory: the engine or why not)."""
+        return {}
+
+    def _probe_specials(self) -> list[str]:
+        """Special and added token texts the probe set should contain (and look-alikes of them)."""
+        return []
+
+    def _engine_state(self) -> Engine:
+        engine = self.__dict__.get("_engine")
+        if engine is None:
+            engine = self._choose_engine()
+            self.__dict__["_engine"] = engine
+        return engine
+
+    def _choose_engine(self) -> Engine:
+        from tokenmill.tokenizer.engine import VerifiedEngine, choose_engine
+        from tokenmill.tokenizer.identity import probe_texts
+
+        reference = self._reference_engine()
+        chosen = self.__dict__.get("_chosen")
+        if chosen is not None and chosen != reference.name:  # proven in the process that pickled us
+            made = self._candidate_engines()[chosen]()
+            if not isinstance(made, str):
+                return made if self.requested_engine != "auto" else VerifiedEngine(made, reference, self.name)
+        engine, reason = choose_engine(
+            self.name,
+            reference,
+            self._candidate_engines(),
+            self.requested_engine,
+            probe_texts(self._probe_specials()),
+        )
+        self.__dict__["engine_reason"] = reason
+        self.__dict__["_chosen"] = engine.name
+        return engine
+
+    @property
+    def engine(self) -> str:
+        """The library that actually encodes: ``fastokens``, ``tiktoken``, ``tokenizers``, ``transformers`` or
+        ``bytes`` (the reference's name again after a fast engine failed the check on the first documents)."""
+        return self._engine_state().name
+
+    @property
+    def engine_reason(self) -> str:
+        """One line: why this engine (what was checked, or why the faster ones were not used)."""
+        self._engine_state()
+        return self.__dict__.get("engine_reason", f"{self.engine}: chosen in the parent process")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # engines hold native objects that do not pickle; the choice travels and the engine is rebuilt
+        state = dict(self.__dict__)
+        state.pop("_engine", None)
+        return state
+
     def encode_batch(self, texts: Sequence[str], *, parse_special: bool = False) -> list[list[int]]:
         """Encode many texts at once, adding no special tokens.
 
         With ``parse_special=False`` (the default) the text of a special token is plain text; with ``True`` it
-        becomes the control token (for text rendered by a chat template, never for raw data).
+        becomes the control token (for text rendered by a chat template, never for raw data; this path runs on
+        the reference engine).
         """
+        texts = texts if isinstance(texts, list) else list(texts)
+        if parse_special:
+            return self._encode_special(texts)
+        return self._engine_state().encode_batch(texts)
+
+    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``encode_batch`` as one uint32 array of all ids plus ``len(texts) + 1`` int64 offsets: the hot-path
+        form, which engines that can fill without a Python int per token."""
+        return self._engine_state().encode_flat(texts if isinstance(texts, list) else list(texts))
+
+    def _encode_special(self, texts: list[str]) -> list[list[int]]:
+        raise TokenizerError(f"tokenizer {self.name!r} has no special tokens to parse")
 
     def encode(self, text: str, *, parse_special: bool = False) -> list[int]:
         return self.encode_batch([text], parse_special=parse_special)[0]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tokenmill.tokenizer.base import Tokenizer, scrub_surrogates
+from tokenmill.tokenizer.engine import Engine, FunctionEngine
 
 
 class ByteTokenizer(Tokenizer):
@@ -40,8 +41,11 @@ class ByteTokenizer(Tokenizer):
             pos = m.end()
         return out + self._encode_one(text[pos:], False)
 
-    def encode_batch(self, texts: Sequence[str], *, parse_special: bool = False) -> list[list[int]]:
-        return [self._encode_one(t, parse_special) for t in texts]
+    def _reference_engine(self) -> Engine:
+        return FunctionEngine("bytes", lambda texts: [self._encode_one(t, False) for t in texts])
+
+    def _encode_special(self, texts: list[str]) -> list[list[int]]:
+        return [self._encode_one(t, True) for t in texts]
 
     def decode(self, ids: Iterable[int]) -> str:
         names = {v: k for k, v in self.SPECIALS.items()}

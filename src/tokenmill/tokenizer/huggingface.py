@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from tokenmill.errors import TokenizerError
-from tokenmill.tokenizer.base import Tokenizer, scrub_surrogates
-from tokenmill.tokenizer.identity import tiktoken_twin
+from tokenmill.tokenizer.base import Tokenizer
+from tokenmill.tokenizer.engine import Engine
+from tokenmill.tokenizer.fastokens import FastokensEngine
+from tokenmill.tokenizer.identity import known_divergence
+from tokenmill.tokenizer.tokenizers import TokenizersEngine
 
 _EOS_NAMES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eos|>")
 _BOS_NAMES = ("<s>", "<bos>", "<|begin_of_text|>", "<|startoftext|>", "<|beginoftext|>", "<|bos|>")
 
 
 class HFTokenizer(Tokenizer):
-    """A Hugging Face ``tokenizers`` tokenizer (what a ``tokenizer.json`` holds), optionally run by tiktoken.
+    """A Hugging Face ``tokenizers`` tokenizer (what a ``tokenizer.json`` holds).
 
-    ``fast_path=True`` builds an equivalent tiktoken encoder when the tokenizer is a byte-level BPE that tiktoken
-    provably reproduces (see :func:`tokenmill.tokenizer.identity.tiktoken_twin`); ``engine`` says which one runs, ``fast_path_reason`` why.
+    `tokenizers` is the reference engine; ``engine="auto"`` runs it on fastokens where fastokens loads it, no
+    known regex difference applies and the probe set gives the same ids (:mod:`tokenmill.tokenizer.engine`).
+    ``engine`` (the property) says which one runs, ``engine_reason`` why.
     """
 
     kind = "huggingface"
@@ -34,7 +38,7 @@ class HFTokenizer(Tokenizer):
         pad_token: str | None = None,
         adds_bos: bool | None = None,
         chat_template: str | None = None,
-        fast_path: bool = True,
+        engine: str = "auto",
     ) -> None:
         from tokenizers import Tokenizer as _HFTok
 
@@ -54,15 +58,8 @@ class HFTokenizer(Tokenizer):
         self.vocab_size = max(vocab.values()) + 1
         self._added = {a["content"]: a["id"] for a in tj.get("added_tokens") or []}
         self._resolve_specials(bos_token, eos_token, pad_token, adds_bos)
-        self._tiktoken: Any = None
-        self.fast_path_reason = "disabled (fast_path=False)"
-        if fast_path:
-            twin = tiktoken_twin(tj, name)
-            if isinstance(twin, str):
-                self.fast_path_reason = twin
-            else:
-                self._tiktoken = twin
-                self.fast_path_reason = "byte-level BPE reproduced exactly by tiktoken"
+        self.requested_engine = engine
+        self._divergence = known_divergence(tj)
 
     def _resolve_specials(
         self, bos: str | None, eos: str | None, pad: str | None, adds_bos: bool | None
@@ -74,6 +71,8 @@ class HFTokenizer(Tokenizer):
         if len(with_ids) > len(plain_ids) and plain_ids:
             k = with_ids.index(plain_ids[0]) if plain_ids[0] in with_ids else 0
             prefix = with_ids[:k]
+            self.special_prefix = tuple(prefix)
+            self.special_suffix = tuple(with_ids[k + len(plain_ids) :])
         special_ids = set(self._added.values())
 
         def lookup(text: str | None, what: str) -> int | None:
@@ -115,35 +114,26 @@ class HFTokenizer(Tokenizer):
             self._special.encode_special_tokens = False
 
     @property
-    def engine(self) -> str:
-        return "tiktoken" if self._tiktoken is not None else "tokenizers"
-
-    @property
     def backend(self) -> Any:
         """The ``tokenizers.Tokenizer`` (special-token text encoded as plain text)."""
         return self._plain
 
-    def encode_batch(self, texts: Sequence[str], *, parse_special: bool = False) -> list[list[int]]:
-        if not isinstance(texts, list):
-            texts = list(texts)
-        if parse_special:
-            return self._encode_hf(self._special_tokenizer(), texts)
-        if self._tiktoken is not None:
-            enc = self._tiktoken
-            # one thread: faster than tiktoken's thread pool on 2 cores (docs/benchmarks.md)
-            return [enc.encode_ordinary(t) for t in texts]
-        return self._encode_hf(self._plain, texts)
+    def _reference_engine(self) -> Engine:
+        return TokenizersEngine(self._plain)
 
-    @staticmethod
-    def _encode_hf(tok: Any, texts: list[str]) -> list[list[int]]:
-        fn = getattr(tok, "encode_batch_fast", None) or tok.encode_batch
-        try:
-            encs = fn(texts, add_special_tokens=False)
-        except TypeError:  # lone surrogates cannot cross into Rust; tiktoken replaces them, so do we
-            if not all(isinstance(t, str) for t in texts):
-                raise
-            encs = fn([scrub_surrogates(t) for t in texts], add_special_tokens=False)
-        return [e.ids for e in encs]
+    def _candidate_engines(self) -> dict[str, Callable[[], Engine | str]]:
+        def fastokens() -> Engine | str:
+            if self._divergence is not None:
+                return self._divergence
+            return FastokensEngine.from_tokenizer_json(self._plain.to_str())
+
+        return {"fastokens": fastokens}
+
+    def _probe_specials(self) -> list[str]:
+        return list(self._added)
+
+    def _encode_special(self, texts: list[str]) -> list[list[int]]:
+        return TokenizersEngine(self._special_tokenizer()).encode_batch(texts)
 
     def _special_tokenizer(self) -> Any:
         if self._special is None:
@@ -184,4 +174,4 @@ class HFTokenizer(Tokenizer):
         if self.chat_template is not None:
             cfg["chat_template"] = self.chat_template
         (directory / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
-        return {"fast_path": self._tiktoken is not None}
+        return {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -12,11 +13,12 @@ from tokenmill.tokenizer.base import META_FILE, Tokenizer
 from tokenmill.tokenizer.bytes import ByteTokenizer
 from tokenmill.tokenizer.hf_config import read_hf_config, token_text
 from tokenmill.tokenizer.huggingface import HFTokenizer
+from tokenmill.tokenizer.objects import from_object, from_transformers
 from tokenmill.tokenizer.tiktoken import load_tiktoken_file, load_tiktoken_name
 
 
 def _load_tokenizer_json(
-    path: Path, *, config: dict[str, Any] | None = None, name: str | None = None, fast_path: bool = True
+    path: Path, *, config: dict[str, Any] | None = None, name: str | None = None
 ) -> HFTokenizer:
     from tokenizers import Tokenizer as _HFTok
 
@@ -34,11 +36,10 @@ def _load_tokenizer_json(
         pad_token=token_text(cfg.get("pad_token")),
         adds_bos=adds_bos if isinstance(adds_bos, bool) else None,
         chat_template=cfg.get("chat_template") if isinstance(cfg.get("chat_template"), str) else None,
-        fast_path=fast_path,
     )
 
 
-def load_transformers(spec: str, trust_remote_code: bool, fast_path: bool) -> HFTokenizer:
+def load_transformers(spec: str, trust_remote_code: bool = False) -> Tokenizer:
     try:
         from transformers import AutoTokenizer
     except ImportError as e:
@@ -53,29 +54,10 @@ def load_transformers(spec: str, trust_remote_code: bool, fast_path: bool) -> HF
             f"cannot load tokenizer {spec!r} with transformers ({type(e).__name__}: {e}). Check the name or path; "
             "without network, a hub name must already be in the Hugging Face cache."
         ) from e
-    backend = getattr(hf, "backend_tokenizer", None) or getattr(hf, "_tokenizer", None)
-    if backend is None or not hasattr(backend, "to_str"):
-        raise TokenizerError(
-            f"tokenizer {spec!r} has no fast (tokenizers) backend; convert it with transformers "
-            "(AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(DIR)) and pass DIR"
-        )
-    from tokenizers import Tokenizer as _HFTok
-
-    adds_bos = getattr(hf, "add_bos_token", None)
-    template = getattr(hf, "chat_template", None)
-    return HFTokenizer(
-        _HFTok.from_str(backend.to_str()),
-        name=spec,
-        bos_token=hf.bos_token if isinstance(hf.bos_token, str) else None,
-        eos_token=hf.eos_token if isinstance(hf.eos_token, str) else None,
-        pad_token=hf.pad_token if isinstance(hf.pad_token, str) else None,
-        adds_bos=adds_bos if isinstance(adds_bos, bool) else None,
-        chat_template=template if isinstance(template, str) else None,
-        fast_path=fast_path,
-    )
+    return from_transformers(hf, name=spec)
 
 
-def _load_saved(folder: Path, fast_path: bool) -> Tokenizer:
+def _load_saved(folder: Path) -> Tokenizer:
     try:
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -102,22 +84,31 @@ def _load_saved(folder: Path, fast_path: bool) -> Tokenizer:
             "add_bos_token": meta.get("adds_bos"),
             "chat_template": meta.get("chat_template"),
         }
-        return _load_tokenizer_json(
-            folder / "tokenizer.json", config=cfg, name=meta.get("name"), fast_path=fast_path
-        )
+        return _load_tokenizer_json(folder / "tokenizer.json", config=cfg, name=meta.get("name"))
     raise TokenizerError(f"{folder / META_FILE}: unknown tokenizer kind {kind!r}")
 
 
-def load_tokenizer(
-    spec: str | os.PathLike | Tokenizer, *, trust_remote_code: bool = False, fast_path: bool = True
-) -> Tokenizer:
-    """Load a tokenizer from any spec the module docstring lists.
+def load_tokenizer(spec: Any, *, trust_remote_code: bool = False, engine: str = "auto") -> Tokenizer:
+    """Load a tokenizer from any spec the package docstring lists, or take a tokenizer object users hold.
 
-    ``fast_path=False`` keeps a byte-level BPE on the ``tokenizers`` engine even where tiktoken would be exact.
-    ``trust_remote_code`` is passed to transformers and stays off unless the user asks.
+    ``engine`` is "auto" (the fastest engine that gives the tokenizer's own ids, checked here on the probe set)
+    or one name of :data:`tokenmill.tokenizer.engine.ENGINES`, used without the check. ``trust_remote_code`` is
+    passed to transformers and stays off unless the user asks.
     """
-    if isinstance(spec, Tokenizer):
-        return spec
+    tok = spec if isinstance(spec, Tokenizer) else _load(spec, trust_remote_code)
+    if engine != tok.requested_engine:
+        if isinstance(spec, Tokenizer) and "_engine" in tok.__dict__:
+            tok = copy.copy(tok)  # the caller's tokenizer keeps its engine
+            for key in ("_engine", "_chosen", "engine_reason"):
+                tok.__dict__.pop(key, None)
+        tok.requested_engine = engine
+    tok.engine  # noqa: B018 - the identity check runs at load, where a failure is expected and reported
+    return tok
+
+
+def _load(spec: Any, trust_remote_code: bool) -> Tokenizer:
+    if not isinstance(spec, (str, os.PathLike)):
+        return from_object(spec)
     text = os.fspath(spec)
     if text == "bytes":
         return ByteTokenizer()
@@ -128,15 +119,15 @@ def load_tokenizer(
     path = Path(text).expanduser()
     if path.is_dir():
         if (path / META_FILE).is_file():
-            return _load_saved(path, fast_path)
+            return _load_saved(path)
         if (path / "tokenizer.json").is_file():
-            return _load_tokenizer_json(path / "tokenizer.json", fast_path=fast_path)
-        return load_transformers(str(path), trust_remote_code, fast_path)
+            return _load_tokenizer_json(path / "tokenizer.json")
+        return load_transformers(str(path), trust_remote_code)
     if path.is_file():
         if path.suffix == ".tiktoken":
             return load_tiktoken_file(path)
         if path.suffix == ".json":
-            return _load_tokenizer_json(path, fast_path=fast_path)
+            return _load_tokenizer_json(path)
         raise TokenizerError(
             f"{path}: not a tokenizer file (expected tokenizer.json, a .tiktoken file, or a tokenizer folder)"
         )
@@ -150,4 +141,4 @@ def load_tokenizer(
         names = set()
     if text in names:
         return load_tiktoken_name(text)
-    return load_transformers(text, trust_remote_code, fast_path)
+    return load_transformers(text, trust_remote_code)

@@ -1,19 +1,19 @@
-"""The tiktoken engine: an ``Encoding`` (an encoding name or a ``.tiktoken`` ranks file) behind the interface."""
+"""A tiktoken ``Encoding`` (an encoding name or a ``.tiktoken`` ranks file): tiktoken is its reference engine,
+fastokens (loading the same ranks) runs it where the probe set shows the same ids."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from tokenmill.errors import TokenizerError
 from tokenmill.tokenizer.base import Tokenizer
+from tokenmill.tokenizer.engine import Engine, FunctionEngine
 
-# The pre-tokenizer regex of `tokenizers`' ByteLevel(use_regex=True), i.e. GPT-2's; the fast path gives tiktoken
-# this very string (as fast as tiktoken's possessive rewrite of it, which `.tiktoken` files of the r50k family use).
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# The split regexes of the `.tiktoken` files we recognise by name (ranks files do not carry their regex).
 _GPT2_PATTERN_TIKTOKEN = (
     r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 )
@@ -48,12 +48,26 @@ class TiktokenTokenizer(Tokenizer):
     def encoding(self) -> Any:
         return self._enc
 
-    def encode_batch(self, texts: Sequence[str], *, parse_special: bool = False) -> list[list[int]]:
+    def _reference_engine(self) -> Engine:
         enc = self._enc
-        if parse_special:
-            return [enc.encode(t, allowed_special="all") for t in texts]
-        # One thread beats tiktoken's thread-pool batch API on small machines (see docs/benchmarks.md).
-        return [enc.encode_ordinary(t) for t in texts]
+        # one thread beats tiktoken's thread-pool batch API on small machines (docs/benchmarks.md)
+        return FunctionEngine("tiktoken", lambda texts: [enc.encode_ordinary(t) for t in texts])
+
+    def _candidate_engines(self) -> dict[str, Callable[[], Engine | str]]:
+        from tokenmill.tokenizer.fastokens import FastokensEngine
+
+        enc = self._enc
+        return {
+            "fastokens": lambda: FastokensEngine.from_tiktoken(
+                enc._mergeable_ranks, enc._pat_str, self._specials
+            )
+        }
+
+    def _probe_specials(self) -> list[str]:
+        return list(self._specials)
+
+    def _encode_special(self, texts: list[str]) -> list[list[int]]:
+        return [self._enc.encode(t, allowed_special="all") for t in texts]
 
     def decode(self, ids: Iterable[int]) -> str:
         return self._enc.decode(list(ids))

