@@ -53,22 +53,38 @@ def test_batches_follow_the_schedule_in_every_mode(text_cache, sft_cache, mode):
     assert len(mix) > 10**15  # one endless stream
 
 
-@settings(max_examples=8, deadline=None)
+@st.composite
+def schedules(draw) -> list[dict]:
+    """Random schedules over the two sources: 1-4 points in the first 150 steps, zeros included."""
+    ats = sorted(draw(st.sets(st.integers(1, 150), max_size=3)))
+    points = []
+    for at in [0, *ats]:
+        w = {n: draw(st.sampled_from([0.0, 0.1, 0.5, 1.0])) for n in ("text", "sft")}
+        if not any(w.values()):
+            w["text"] = 1.0
+        points.append({"at": at, "weights": w, "segment": draw(st.sampled_from(["linear", "constant"]))})
+    return points
+
+
+@settings(max_examples=10, deadline=None)
 @given(
+    schedule=schedules(),
     stop=st.integers(0, 130),
     world=st.sampled_from([1, 2, 4]),
     mode=st.sampled_from(["windows", "packed", "padded"]),
     seed=st.integers(0, 100),
 )
-def test_resume_at_any_step_on_any_world_size(text_cache, sft_cache, stop, world, mode, seed):
-    mix = mixture(text_cache, sft_cache, mode, seed=seed)
+def test_resume_at_any_step_on_any_world_size(text_cache, sft_cache, schedule, stop, world, mode, seed):
+    mix = mixture(text_cache, sft_cache, mode, schedule=schedule, seed=seed)
     ref = BatchIterator(mix, B, rank=0, world_size=1)
     for _ in range(stop):
         ref.next_plan()
     state = ref.state_dict()
     want = [np.concatenate([p.ids for p in [ref.next_plan()]]) for _ in range(6)]
     ranks = [
-        BatchIterator(mixture(text_cache, sft_cache, mode, seed=seed), B, rank=r, world_size=world)
+        BatchIterator(
+            mixture(text_cache, sft_cache, mode, schedule=schedule, seed=seed), B, rank=r, world_size=world
+        )
         for r in range(world)
     ]
     for it in ranks:

@@ -139,3 +139,18 @@ def test_batches_cli_names_sources_and_resumes_on_the_schedule(prepared, capsys,
     # the flag that sets the batch also places the schedule's steps; a state of another batch size is refused
     assert cli_main([*args[:-1], "16", "--steps", "1", "--resume", str(state)]) == 1
     assert "saved global batch size 8" in capsys.readouterr().err
+
+
+def test_a_schedule_in_tokens_needs_no_batch_size(prepared):
+    root, path = prepared
+    recipe = load_recipe(path)
+    recipe.schedule = [
+        {"tokens": 0, "weights": {"web": 1.0}},
+        {"tokens": "3.2e4", "weights": {"code": 1.0}},  # YAML 1.1 keeps 3.2e4 a string: still a number
+    ]
+    plan = recipe_report(recipe, str(root / "out"))["schedule"]
+    assert plan["unit"] == "tokens" and plan["global_batch_size"] is None
+    (segment,) = plan["segments"]
+    assert (segment["from"], segment["to"]) == (0, 32_000)  # 1000 samples of seq_len 32
+    shares = {r["name"]: r["samples"] for r in segment["sources"]}
+    assert shares == {"web": 500.0, "code": 500.0}  # hq is in no point: prepared, not mixed

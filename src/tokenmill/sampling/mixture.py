@@ -393,10 +393,11 @@ def mixture_order(
     block_size: int | None = None,
     samples_per_epoch: int | None = None,
 ) -> MixtureSchedule | ScheduledMixture:
-    """The order of a mixture: fixed weights (or a schedule whose shares never change) give today's
-    :class:`MixtureSchedule`, sample for sample; a schedule that moves gives a :class:`ScheduledMixture`."""
+    """The order of a mixture: fixed weights (or a schedule whose shares never change, all positive) give
+    today's :class:`MixtureSchedule`, sample for sample; any other schedule gives a :class:`ScheduledMixture`."""
     if isinstance(weights, WeightSchedule):
-        if weights.is_constant:
+        # a fixed mixture needs every weight positive; a source a schedule keeps at 0 is simply never drawn
+        if weights.is_constant and all(v > 0 for v in weights.segments[0].first):
             weights = (
                 list(weights.points[0][1])
                 if weights.points
