@@ -213,3 +213,15 @@ def test_the_hf_adapter_reads_a_schedule_per_device_and_checks_its_steps(text_ca
             SimpleNamespace(global_step=0),
             None,
         )
+
+
+def test_a_run_on_fixed_weights_cannot_become_a_moving_schedule(text_cache, sft_cache):
+    held = [{"at": 0, "weights": {"text": 0.7, "sft": 0.3}}]
+    run = BatchIterator(mixture(text_cache, sft_cache, schedule=held), B, rank=0, world_size=1)
+    for _ in range(5):
+        run.next_plan()
+    moving = [*held, {"at": 20, "weights": {"sft": 1.0}}]
+    with pytest.raises(StateError, match="had fixed weights"):
+        BatchIterator(
+            mixture(text_cache, sft_cache, schedule=moving), B, rank=0, world_size=1
+        ).load_state_dict(run.state_dict())

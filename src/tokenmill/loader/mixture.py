@@ -15,7 +15,7 @@ import numpy as np
 
 from tokenmill.errors import ConfigError, StateError
 from tokenmill.loader.dataset import TokenDataset
-from tokenmill.sampling.mixture import TICK, ScheduledMixture, mixture_order
+from tokenmill.sampling.mixture import TICK, ScheduledMixture, is_fixed, mixture_order
 from tokenmill.sampling.schedule import WeightSchedule, resolve_points, schedule_of
 
 log = logging.getLogger("tokenmill")
@@ -204,7 +204,7 @@ class Mixture:
         pieces = [dict(p) for p in old]
         if ours != theirs:
             before = _spliced(pieces)
-            if before.is_constant:
+            if is_fixed(before):
                 raise StateError(
                     f"the run up to step {step} had fixed weights (a schedule whose weights never change), which "
                     "orders samples by epochs; a schedule that moves is one endless stream and needs a new run"

@@ -383,6 +383,12 @@ class ScheduledMixture:
         return k, _samples_of_draws(self.source_permutation, self.sizes, 0, k, j)
 
 
+def is_fixed(schedule: WeightSchedule) -> bool:
+    """Whether a schedule is a fixed-weight mixture: shares that never change, all positive (a fixed mixture
+    needs every weight positive; a source that a moving schedule keeps at 0 is simply never drawn)."""
+    return schedule.is_constant and all(v > 0 for v in schedule.segments[0].first)
+
+
 def mixture_order(
     sizes: Sequence[int],
     weights: Sequence[float] | WeightSchedule,
@@ -396,8 +402,7 @@ def mixture_order(
     """The order of a mixture: fixed weights (or a schedule whose shares never change, all positive) give
     today's :class:`MixtureSchedule`, sample for sample; any other schedule gives a :class:`ScheduledMixture`."""
     if isinstance(weights, WeightSchedule):
-        # a fixed mixture needs every weight positive; a source a schedule keeps at 0 is simply never drawn
-        if weights.is_constant and all(v > 0 for v in weights.segments[0].first):
+        if is_fixed(weights):
             weights = (
                 list(weights.points[0][1])
                 if weights.points
