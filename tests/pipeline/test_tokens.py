@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline_helpers import assert_resumes, run
+from pipeline.helpers import assert_resumes, run
 from tokenmill.pipeline import Pipeline
 from tokenmill.pipeline.bos_eos import bos_eos_of
 from tokenmill.tokenizer import load_tokenizer

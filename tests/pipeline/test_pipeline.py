@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline_helpers import assert_resumes, run
+from pipeline.helpers import assert_resumes, run
 from tokenmill.errors import StateError
 from tokenmill.pipeline import Pipeline
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline_helpers import assert_resumes, plain, run
+from pipeline.helpers import assert_resumes, plain, run
 from s3_server import moto_server, s3  # noqa: F401  (pytest fixtures)
 from tokenmill.errors import RecordError, StateError
 from tokenmill.pipeline import Pipeline
