@@ -136,6 +136,7 @@ def test_batches_cli_names_sources_and_resumes_on_the_schedule(prepared, capsys,
         if line.startswith(f"{step} ")
     ]
     assert first + resumed == whole
+    assert cli_main([*args, "--epochs", "1"]) == 1 and "use --steps" in capsys.readouterr().err
     # the flag that sets the batch also places the schedule's steps; a state of another batch size is refused
     assert cli_main([*args[:-1], "16", "--steps", "1", "--resume", str(state)]) == 1
     assert "saved global batch size 8" in capsys.readouterr().err

@@ -205,6 +205,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--seq-len and --batch-size must be positive")
     opened = time.perf_counter()
     source = build_source(args)
+    if args.epochs is not None and getattr(source, "scheduled", False):
+        raise ConfigError(
+            "a scheduled mixture is one endless stream (each source cycles on its own): use --steps"
+        )
     it = BatchIterator(source, args.batch_size, rank=args.rank, world_size=args.world_size)
     if args.resume:
         it.load_state_dict(load_state(args.resume))
