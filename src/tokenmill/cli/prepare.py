@@ -105,8 +105,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--hf-dataset", help="a Hugging Face dataset name or save_to_disk folder (needs `datasets`)"
     )
-    p.add_argument("--hf-config")
-    p.add_argument("--hf-split", default=None)
+    p.add_argument("--hf-config", help="the dataset's configuration (load_dataset's second argument)")
+    p.add_argument("--hf-split", default=None, help="the split to read (default: train)")
+    p.add_argument("--hf-revision", help="a branch, tag or commit of the hub dataset")
+    p.add_argument(
+        "--hf-data-files", action="append", metavar="PATH", help="data files for a builder (json, ...)"
+    )
+    p.add_argument(
+        "--hf-streaming",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read rows as they are needed: a budget (--max-documents/--max-total-tokens) stops the download",
+    )
+    p.add_argument(
+        "--hf-arg",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a further load_dataset argument, VALUE read as YAML: --hf-arg 'languages=[Python]'",
+    )
     p.add_argument("--trust-remote-code", action="store_true", default=None)
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
@@ -160,13 +176,43 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     options = parse_key_values(args.storage_option, "--storage-option")
     if options:
         data["storage_options"] = {**(data.get("storage_options") or {}), **options}
+    return _hf_options(args, data)
+
+
+def _yaml_value(text: str) -> Any:
+    """A flag's value read as YAML (``[Python]`` is a list), or the text itself where it is not YAML."""
+    try:
+        return yaml.safe_load(text) if text else text
+    except yaml.YAMLError:
+        return text
+
+
+def _hf_options(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
+    """The ``hf`` mapping: the YAML one, with every --hf-* flag given on top (a new name starts afresh)."""
+    given = {
+        "config": args.hf_config,
+        "split": args.hf_split,
+        "revision": args.hf_revision,
+        "data_files": args.hf_data_files,
+        "streaming": args.hf_streaming,
+    }
+    extra = {key: _yaml_value(value) for key, value in parse_key_values(args.hf_arg, "--hf-arg").items()}
+    if not args.hf_dataset and not extra and all(v is None for v in given.values()):
+        return data
+    hf = dict(data.get("hf") or {}) if not args.hf_dataset else {}
+    if isinstance(data.get("hf"), str) and not args.hf_dataset:
+        hf = {"name": data["hf"]}
     if args.hf_dataset:
-        hf = {"name": args.hf_dataset}
-        if args.hf_config:
-            hf["config"] = args.hf_config
-        if args.hf_split:
-            hf["split"] = args.hf_split
-        data["hf"] = hf
+        hf["name"] = args.hf_dataset
+    if "name" not in hf:
+        from tokenmill.errors import ConfigError
+
+        raise ConfigError(
+            "--hf-* options need a dataset: pass --hf-dataset NAME (or hf: in the --config file)"
+        )
+    hf.update({k: v for k, v in given.items() if v is not None})
+    hf.update(extra)
+    data["hf"] = hf
     return data
 
 

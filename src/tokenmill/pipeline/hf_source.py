@@ -21,6 +21,10 @@ class HFNode(Node):
     data_files: Any = None
     streaming: bool = False
     repeat: bool = False
+    revision: str | None = None
+    load_kwargs: tuple[
+        tuple[str, Any], ...
+    ] = ()  # further load_dataset arguments (languages=["Python"], ...)
     name = "from_hf"
 
     def build(self, state: StateDict | None) -> Stage:
@@ -43,9 +47,11 @@ class HFStage(Stage):
             n.name_or_path,
             config=n.config,
             split=n.split,
+            revision=n.revision,
             data_files=n.data_files,
             streaming=n.streaming,
             start=self.position,
+            **dict(n.load_kwargs),
         )
 
     def next(self) -> Any:

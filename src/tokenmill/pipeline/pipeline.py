@@ -191,8 +191,13 @@ class Pipeline:
         data_files: Any = None,
         streaming: bool = False,
         repeat: bool = False,
+        revision: str | None = None,
+        **load_kwargs: Any,
     ) -> Pipeline:
-        """Rows of a Hugging Face dataset (``save_to_disk`` folder, builder with data files, or hub name)."""
+        """Rows of a Hugging Face dataset (``save_to_disk`` folder, builder with data files, or hub name).
+
+        ``load_kwargs`` go to ``datasets.load_dataset`` as they are (``languages=["Python"]``, ``data_dir=...``).
+        """
         from tokenmill.pipeline.hf_source import HFNode
 
         return Pipeline(
@@ -203,6 +208,8 @@ class Pipeline:
                 data_files=data_files,
                 streaming=streaming,
                 repeat=repeat,
+                revision=revision,
+                load_kwargs=tuple(sorted(load_kwargs.items())),
             )
         )
 

@@ -142,14 +142,14 @@ def _jobs(
             prepare_config(spec, output=target, dedup_seen=seen, **common),
         )
     ]
-    if spec.validation_urls:
+    if spec.separate_validation:
         target = cache_path(output, spec.name, "validation")
         # every document of the validation files is in split "validation"; deduped only within
         config = prepare_config(
             spec,
             output=target,
             sources=list(spec.validation_urls),
-            hf=None,
+            hf=_validation_hf(spec.hf),
             validation=ALL_DOCUMENTS,
             max_documents=None,
             max_total_tokens=None,
@@ -225,10 +225,19 @@ def _bring_up_to_date(
     return result
 
 
+def _validation_hf(hf: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The HF source of a dataset's own validation split (``validation_split: test``), or None."""
+    if not hf or not hf.get("validation_split"):
+        return None
+    from tokenmill.sources.hf import HFSource
+
+    return HFSource.from_dict(hf).for_split(hf["validation_split"]).to_dict()
+
+
 def _forget_stale(recipe: Recipe, caches: dict[str, Any]) -> list[str]:
     """Caches of sources no longer in the recipe: left in place, out of the mixture, dropped from the state."""
     known = {s.name for s in recipe.sources} | {
-        s.name + VALIDATION_SUFFIX for s in recipe.sources if s.validation_urls
+        s.name + VALIDATION_SUFFIX for s in recipe.sources if s.separate_validation
     }
     stale = sorted(k for k in caches if k not in known)
     for k in stale:

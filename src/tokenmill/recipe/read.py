@@ -14,7 +14,7 @@ from tokenmill.recipe.schema import Recipe, load_recipe
 def source_split(recipe: Recipe, output: str, name: str, split: str = "train") -> tuple[str, str]:
     """(cache, split) holding a source's ``split``: validation files live in ``NAME.validation``."""
     spec = recipe.source(name)
-    if split == "validation" and spec.validation_urls:
+    if split == "validation" and spec.separate_validation:
         return cache_path(output, name, "validation"), "validation"
     if split not in ("train", "validation"):
         raise ConfigError(f"unknown split {split!r}; a recipe has train and validation")

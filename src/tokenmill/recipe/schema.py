@@ -39,7 +39,6 @@ from tokenmill.sampling.mixture import POLICIES
 
 SAMPLES = ("first", "random")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-HF_KEYS = ("name", "config", "split", "revision", "data_files", "streaming")
 # options of the recipe itself, per source
 RECIPE_KEYS = (
     "urls",
@@ -99,7 +98,12 @@ class SourceSpec:
 
     @property
     def has_validation(self) -> bool:
-        return bool(self.validation_urls) or bool(self.validation)
+        return self.separate_validation or bool(self.validation)
+
+    @property
+    def separate_validation(self) -> bool:
+        """Whether validation comes from inputs of its own (validation_urls, or a HF dataset's own split)."""
+        return bool(self.validation_urls) or bool((self.hf or {}).get("validation_split"))
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -382,6 +386,13 @@ def _parse_source(
         spec.weight = float(weight)
     if "validation" in merged and "validation_urls" in merged:
         raise where(at("validation_urls"), "give either validation (a fraction or count) or validation_urls")
+    if spec.hf is not None and spec.hf.get("validation_split"):
+        for other in ("validation", "validation_urls"):
+            if other in merged:
+                raise where(
+                    at(other),
+                    f"give either hf.validation_split (the dataset's own split) or {other}, not both",
+                )
     if "validation_urls" in merged:
         spec.validation_urls = _url_list(merged.pop("validation_urls"), where, at("validation_urls"), base)
     if merged.get("dedup") in (False, "none"):
@@ -463,23 +474,14 @@ def _locate(exc: ConfigError, where: Where, origin: dict[str, str], default: str
 
 
 def _parse_hf(value: Any, where: Where, dotted: str, base: str | None) -> dict[str, Any]:
-    if isinstance(value, str):
-        value = {"name": value}
-    if not isinstance(value, dict):
-        raise where(dotted, f"must be a dataset name or a mapping ({', '.join(HF_KEYS)}), got {value!r}")
-    for key in value:
-        if key not in HF_KEYS:
-            raise _unknown(str(key), HF_KEYS, where, f"{dotted}.{key}")
-    name = value.get("name")
-    if not isinstance(name, str) or not name:
-        raise where(
-            f"{dotted}.name", "a Hugging Face source needs a name (hub name, builder, or saved folder)"
-        )
-    for key in ("config", "split", "revision"):
-        if value.get(key) is not None and not isinstance(value[key], str):
-            raise where(f"{dotted}.{key}", f"must be a string, got {value[key]!r}")
-    if "streaming" in value and not isinstance(value["streaming"], bool):
-        raise where(f"{dotted}.streaming", f"must be true or false, got {value['streaming']!r}")
+    from tokenmill.sources.hf import HFSource
+
+    try:
+        value = HFSource.from_dict(value, dotted).to_dict()
+    except ConfigError as exc:
+        key, _, message = str(exc).partition(": ")
+        raise where(key, message) from None
+    name = value["name"]
     out = dict(value)
     if base is not None and os.path.exists(os.path.join(base, name)):
         out["name"] = resolve_path(name, base)
@@ -513,7 +515,7 @@ def prepare_config(spec: SourceSpec, *, tokenizer: str, seed: int, output: str, 
     options: dict[str, Any] = dict(spec.prepare)
     options.update(
         sources=list(spec.urls),
-        hf=dict(spec.hf) if spec.hf is not None else None,
+        hf={k: v for k, v in spec.hf.items() if k != "validation_split"} if spec.hf is not None else None,
         output=output,
         tokenizer=tokenizer,
         seed=seed,
