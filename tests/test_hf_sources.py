@@ -127,6 +127,8 @@ def test_budget_right_at_a_bad_row(tmp_path):
     """The bad record is the very next one after the budget: still not read."""
     path = write_rows(tmp_path / "a.jsonl.gz", 100, bad_at=10, opener=gzip.open)
     assert build(tmp_path / "cache", sources=[path], max_documents=10).documents == 10
+    with pytest.raises(TokenmillError, match=r"a.jsonl.gz, line 11"):  # a budget that reaches it still fails
+        build(tmp_path / "more", sources=[path], max_documents=11)
 
 
 # -- identity -----------------------------------------------------------------------------------------------------
@@ -166,7 +168,7 @@ def test_cli_hf_flags(tmp_path, code_repo, capsys):
     assert "data_dir: python" in shown and "streaming: true" in shown
     assert main([*argv, *hf, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["documents"] == 12
-    assert main([*argv, "--hf-dataset", code_repo, "--hf-arg", "data_dir=java", "--json"]) != 0
+    assert main([*argv, "--hf-dataset", code_repo, "--hf-arg", "data_dir=java", "--max-documents", "12"]) != 0
     assert "other sources" in capsys.readouterr().err
 
 
@@ -179,7 +181,7 @@ def test_recipe_uses_the_datasets_own_test_split_as_validation(tmp_path, saved):
     )
     recipe = load_recipe(tmp_path / "r.yaml")
     summary = prepare_recipe(recipe, str(tmp_path / "out"), workers=0)
-    by_role = {r.role: r for r in summary.results}
+    by_role = {r.role: r for r in summary.caches}
     assert by_role["train"].documents == 40 and by_role["validation"].documents == 7
     (tmp_path / "bad.yaml").write_text(
         f"tokenizer: bytes\nsources:\n  s: {{hf: {{name: {saved}, validation_split: test}}, validation: 0.1}}\n"

@@ -63,10 +63,8 @@ def changed_sources(
             recorded[url] = now.to_json()
             continue
         changed[url] = what
-    if config.hf is not None:  # the dataset asked for now against the one the plan read
-        for unit in units:
-            if unit.kind == "hf" and unit.hf != config.hf:
-                changed[unit.urls[0]] = [f"arguments {unit.hf!r} -> {config.hf!r}"]
+    # another Hugging Face dataset, split or argument is another source (its key, the unit's URL, differs):
+    # new_urls finds it, refused without --append like a new file
     return changed
 
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from tokenmill.cache.layout import DEFAULT_ROW_TOKENS
-from tokenmill.config import Config, check_options, option
+from tokenmill.config import Config, OptionError, check_options, option
+from tokenmill.errors import ConfigError
 
 
 def _validation(value: Any) -> str | None:
@@ -85,6 +86,35 @@ class PrepareConfig(Config):
         """Check every rule again (a config changed after construction, as the Python API allows)."""
         check_options(self)
         self.validate()
+
+    def validate(self) -> None:
+        """The ``hf`` mapping read as a :class:`tokenmill.sources.HFSource` (one parser for YAML, flags, recipes)."""
+        if self.hf is None:
+            return
+        from tokenmill.sources.hf import HFSource
+
+        try:
+            source = HFSource.from_dict(self.hf, "hf")
+        except ConfigError as exc:
+            key, _, message = str(exc).partition(": ")
+            raise OptionError(key, message, self.LABEL) from None
+        if source.validation_split is not None:
+            raise OptionError(
+                "hf.validation_split",
+                "a dataset's own split as validation needs a cache of its own; use a recipe (docs/recipes.md), "
+                "or prepare that split into a second cache",
+                self.LABEL,
+            )
+        self.hf = source.to_dict()
+
+    def source_names(self) -> list[str]:
+        """How the plan names this build's sources: the patterns given, or the Hugging Face dataset's exact key
+        (name, config, split, revision, data files, arguments), so another dataset is another source."""
+        if self.hf is None:
+            return list(self.sources)
+        from tokenmill.sources.hf import HFSource
+
+        return [HFSource.from_dict(self.hf).key()]
 
     def format_options(self) -> dict[str, Any]:
         """The record-format options, with the top-level shortcuts folded in."""

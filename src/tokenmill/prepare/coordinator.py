@@ -155,6 +155,8 @@ def _fix_plan(
     """The units of the build (planned now, or read from the ledger and extended by ``--append``), a status, and
     the manifest (None again when ``--rebuild-changed`` clears a cache whose sources changed)."""
     plan = committer.read_plan() if manifest is not None else None
+    if plan is not None and committer.recover().through == 0:
+        plan = None  # nothing committed yet (a run failed early): the corrected command is planned afresh
     if plan is not None:
         units = [Unit.from_json(u) for u in plan["units"]]
         recorded = json.dumps(plan.get("identities"), sort_keys=True)

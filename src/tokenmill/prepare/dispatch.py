@@ -54,7 +54,7 @@ class Dispatch:
     manifest: Manifest
     lock: CacheLock | None = None  # the writer lock: its heartbeat is refreshed as units are committed
     in_flight: dict[cf.Future, int] = field(default_factory=dict)
-    done: dict[int, UnitResult] = field(default_factory=dict)
+    done: dict[int, UnitResult | TokenmillError] = field(default_factory=dict)  # an error: raised in its turn
     seen: SeenKeys | None = None  # dedup: keys stored by the committed prefix and by dedup_seen caches
 
     def run(self) -> LedgerState:
@@ -97,8 +97,18 @@ class Dispatch:
     def _task(self, i: int, **limits: object) -> Task:
         return Task(index=i, unit=self.units[i], output=self.cache, **limits)  # type: ignore[arg-type]
 
+    @property
+    def _budgeted(self) -> bool:
+        return self.config.max_documents is not None or self.config.max_total_tokens is not None
+
     def _submit(self, i: int) -> None:
-        self.in_flight[self.executor.submit(self._task(i))] = i
+        """Run unit ``i`` within what the budget has left now: an upper bound of what it may keep, so a source
+        (a streamed dataset, a compressed file read whole) is not read past the budget; the exact share is
+        settled at commit time, in plan order."""
+        docs_left, toks_left = remaining(self.config, Counts.from_json(self.state.stats))
+        self.in_flight[
+            self.executor.submit(self._task(i, limit_documents=docs_left, limit_tokens=toks_left))
+        ] = i
 
     def _collect_finished(self) -> bool:
         """Move finished units to ``done``; after a lost worker, resubmit what was lost. Returns whether one was."""
@@ -110,6 +120,12 @@ class Dispatch:
             except WorkerLost:
                 self._resubmit_after_loss(i)
                 return True
+            except TokenmillError as exc:
+                if not self._budgeted:
+                    raise
+                # under a budget, a unit's error counts only if the units before it leave it a share: raised
+                # when the commit reaches it, never when the budget is met first
+                self.done[i] = exc
         return False
 
     def _resubmit_after_loss(self, i: int) -> None:
@@ -135,13 +151,17 @@ class Dispatch:
         keys: list[int] = []
         while through in self.done:
             result = self.done[through]
+            if isinstance(result, BaseException):
+                if redo:
+                    raise result
+                break
             redo_task = self._redo_task(through, result, counts)
             if redo_task is not None:
                 if not redo:
                     break
                 self.committer.discard(result.fragments)
                 result = self.executor.submit(redo_task).result()
-                finished = result.stopped
+            finished = result.stopped
             del self.done[through]
             if self.seen is not None:
                 self.seen.add(result.keys)
@@ -176,14 +196,16 @@ class Dispatch:
             fut.cancel()
         self._commit_prefix(redo=False)
         for result in self.done.values():
-            self.committer.discard(result.fragments)
+            if not isinstance(result, BaseException):
+                self.committer.discard(result.fragments)
         self.manifest.skipped = dict(self.state.stats.get("skipped", {}))
         write_manifest(self.cache, self.manifest, self.config.storage_options)
 
     def _discard_beyond_limit(self) -> None:
         """Delete what units never committed (because a subset limit was reached) wrote."""
         for result in self.done.values():
-            self.committer.discard(result.fragments)
+            if not isinstance(result, BaseException):
+                self.committer.discard(result.fragments)
         for fut in self.in_flight:
             if fut.cancel():
                 continue

@@ -22,7 +22,7 @@ from tokenmill.prepare.records import Unit, unit_urls
 def plan_units(config: PrepareConfig) -> list[Unit]:
     """The work units of a build, in the order their documents enter the cache."""
     if config.hf is not None:
-        return [Unit(kind="hf", bytes=0, urls=(f"hf:{config.hf.get('name', '')}",), hf=config.hf)]
+        return [Unit(kind="hf", bytes=0, urls=tuple(config.source_names()), hf=config.hf)]
     if token_datasets(config):
         return _plan_token_datasets(config)
     from tokenmill.sources import expand_urls

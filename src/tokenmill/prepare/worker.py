@@ -95,7 +95,7 @@ class UnitEncoder:
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         rows = _Rows(self.loaded.dtype, self.config.row_tokens, self.config.seed)
-        for chunk in _chunks(self._records()):
+        for chunk in _chunks(self._records(), self._chunk_size):
             self.counts.records += len(chunk)
             for ids, mask, key in self._documents(chunk):
                 if self._over_limit(len(ids)):
@@ -109,7 +109,8 @@ class UnitEncoder:
                 self.counts.tokens += len(ids)
                 if rows.tokens >= TOKENS_PER_ROW_BATCH:
                     yield rows.flush()
-            if self.stopped:
+            if self.stopped or self._budget_met():  # nothing more is read once the budget is met
+                self.stopped = True
                 break
         if rows.ids:
             yield rows.flush()
@@ -156,6 +157,24 @@ class UnitEncoder:
                 )
             yield np.asarray(res.ids), res.mask, key
 
+    def _budget_met(self) -> bool:
+        task = self.task
+        docs_met = task.limit_documents is not None and self.counts.documents >= task.limit_documents
+        return docs_met or (task.limit_tokens is not None and self.counts.tokens >= task.limit_tokens)
+
+    def _chunk_size(self) -> int:
+        """Records to read for the next chunk: no more than the budget can still take, so that a source is not
+        read (nor a bad record met) past the point where the budget is met. The token budget is turned into
+        records by the mean document length so far (one record to start with)."""
+        task, size = self.task, RECORDS_PER_BATCH
+        if task.limit_documents is not None:
+            size = min(size, task.limit_documents - self.counts.documents)
+        if task.limit_tokens is not None:
+            docs = self.counts.documents
+            mean = self.counts.tokens / docs if docs else float("inf")
+            size = min(size, int((task.limit_tokens - self.counts.tokens) / mean) + 1)
+        return max(1, size)
+
     def _over_limit(self, num_tokens: int) -> bool:
         task = self.task
         if task.limit_documents is not None and self.counts.documents >= task.limit_documents:
@@ -190,11 +209,9 @@ def unit_records(
 ) -> Iterator[Any]:
     """The source records of one unit (``on_bad``: called for a bad record instead of raising)."""
     if unit.kind == "hf":
-        from tokenmill.sources import read_hf
+        from tokenmill.sources.hf import HFSource
 
-        spec = dict(unit.hf or {})
-        name = spec.pop("name", None) or spec.pop("path", None)
-        yield from read_hf(name, **spec)
+        yield from HFSource.from_dict(unit.hf).read()
         return
     if unit.kind == "lance":
         from tokenmill.sources.lance_tokens import read_token_rows
@@ -255,16 +272,20 @@ def _line_of(rec: Any, config: PrepareConfig) -> int | None:
     return LineCounter(rec.path, options).line_at(offset) - 1
 
 
-def _chunks(records: Iterator[Any], size: int = RECORDS_PER_BATCH) -> Iterator[list[Any]]:
-    """Records in batches of at most ``size`` records or about ``TEXT_BYTES_PER_BATCH`` of text."""
+def _chunks(
+    records: Iterator[Any], size: Callable[[], int] = lambda: RECORDS_PER_BATCH
+) -> Iterator[list[Any]]:
+    """Records in batches of at most ``size()`` records (asked before each batch) or about
+    ``TEXT_BYTES_PER_BATCH`` of text."""
     chunk: list[Any] = []
-    nbytes = 0
+    nbytes, limit = 0, size()
     for rec in records:
         chunk.append(rec)
         nbytes += _approx_size(rec.record)
-        if len(chunk) >= size or nbytes >= TEXT_BYTES_PER_BATCH:
+        if len(chunk) >= limit or nbytes >= TEXT_BYTES_PER_BATCH:
             yield chunk
             chunk, nbytes = [], 0
+            limit = size()
     if chunk:
         yield chunk
 

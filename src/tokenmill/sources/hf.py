@@ -272,3 +272,53 @@ def _stream_rows(ds, label: str, row: int) -> Iterator[SourceRecord]:
             ) from e
         yield SourceRecord(dict(record), label, None, row, {"row": row + 1})
         row += 1
+
+
+def hf_identity(spec: Any) -> dict[str, Any]:
+    """The fields that identify a Hugging Face source in a cache's ledger (:mod:`tokenmill.sources.identity`).
+
+    ``dataset``: what was asked for (:meth:`HFSource.identity`: streaming left out, it changes no row). What can
+    be seen without a network is added, so that a changed local dataset is noticed like a changed file: the
+    fingerprint ``datasets`` wrote into a ``save_to_disk`` folder, and the size and modification time of local
+    data files. A hub dataset is identified by its arguments; pin ``revision`` to pin its content.
+    """
+    source = HFSource.from_dict(spec)
+    out: dict[str, Any] = {"dataset": source.identity()}
+    if source.data_files is None and _is_saved_dataset(source.name):
+        folder = source.name
+        if os.path.exists(os.path.join(folder, "dataset_dict.json")):
+            folder = os.path.join(folder, source.split)
+        try:
+            with open(os.path.join(folder, "state.json"), encoding="utf-8") as f:
+                out["fingerprint"] = json.load(f).get("_fingerprint")
+        except (OSError, ValueError):
+            out["fingerprint"] = None
+    files = _local_data_files(source.data_files)
+    if files:
+        out["files"] = files
+    return out
+
+
+def _local_data_files(data_files: Any) -> dict[str, list[int]]:
+    """Size and mtime of the local files that ``data_files`` names (globs expanded); URLs are left out."""
+    import glob
+
+    if data_files is None:
+        return {}
+    if isinstance(data_files, str):
+        patterns = [data_files]
+    elif isinstance(data_files, Mapping):
+        patterns = [p for v in data_files.values() for p in ([v] if isinstance(v, str) else v)]
+    else:
+        patterns = list(data_files)
+    out: dict[str, list[int]] = {}
+    for pattern in patterns:
+        if "://" in pattern:
+            continue
+        for path in sorted(glob.glob(os.path.expanduser(pattern), recursive=True)) or [pattern]:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            out[os.path.abspath(path)] = [st.st_size, st.st_mtime_ns]
+    return out

@@ -112,8 +112,11 @@ def file_identity(
 
 
 def hf_identity(url: str, spec: Any = None, storage_options: dict[str, Any] | None = None) -> SourceIdentity:
-    """A Hugging Face dataset as it was asked for: name, config, split, revision and the other arguments."""
-    return SourceIdentity(url, "hf", {"arguments": dict(spec or {})})
+    """A Hugging Face dataset: what was asked for, and what of its content can be seen locally
+    (:func:`tokenmill.sources.hf.hf_identity`)."""
+    from tokenmill.sources.hf import hf_identity as identity_of
+
+    return SourceIdentity(url, "hf", identity_of(spec or {"name": url}))
 
 
 register_identifier("file", file_identity)
