@@ -32,7 +32,6 @@ from tokenmill.recipe.plot import plot_schedule, plot_shares
 from tokenmill.recipe.read import recipe_caches, recipe_datasets, recipe_mixture, source_split
 from tokenmill.recipe.report import recipe_report
 from tokenmill.recipe.schema import (
-    HF_KEYS,
     MODES,
     NAME,
     POLICIES,
@@ -49,6 +48,7 @@ from tokenmill.recipe.schema import (
     load_recipe,
     parse_recipe,
 )
+from tokenmill.sources.hf import HF_KEYS  # the keys an HF source names itself (the rest: load_dataset args)
 
 __all__ = [
     "ALL_DOCUMENTS",
