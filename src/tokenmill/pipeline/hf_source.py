@@ -40,19 +40,19 @@ class HFStage(Stage):
         self._got_any = position is not None
 
     def _open(self) -> Any:
-        from tokenmill.sources import read_hf
+        from tokenmill.sources import HFSource
 
         n = self.node
-        return read_hf(
+        source = HFSource(
             n.name_or_path,
-            config=n.config,
-            split=n.split,
-            revision=n.revision,
-            data_files=n.data_files,
-            streaming=n.streaming,
-            start=self.position,
-            **dict(n.load_kwargs),
+            n.config,
+            n.split,
+            n.revision,
+            n.data_files,
+            n.streaming,
+            kwargs=dict(n.load_kwargs),
         )
+        return source.read(start=self.position)
 
     def next(self) -> Any:
         while True:
