@@ -143,9 +143,9 @@ def saved(tmp_path):
 def test_another_dataset_or_split_is_another_source(tmp_path, saved, code_repo):
     cache = tmp_path / "cache"
     assert build(cache, hf={"name": saved}).documents == 40
-    with pytest.raises(CacheError, match=r"other sources.*--append"):
+    with pytest.raises(CacheError, match=r"does not hold.*--append"):
         build(cache, hf={"name": saved, "split": "test"})
-    with pytest.raises(CacheError, match="other sources"):
+    with pytest.raises(CacheError, match="does not hold"):
         build(cache, hf={"name": code_repo, "data_dir": "python"})
     assert build(cache, hf={"name": saved}).status == "nothing to do"
     appended = build(cache, hf={"name": saved, "split": "test"}, append=True)
@@ -169,7 +169,7 @@ def test_cli_hf_flags(tmp_path, code_repo, capsys):
     assert main([*argv, *hf, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["documents"] == 12
     assert main([*argv, "--hf-dataset", code_repo, "--hf-arg", "data_dir=java", "--max-documents", "12"]) != 0
-    assert "other sources" in capsys.readouterr().err
+    assert "does not hold" in capsys.readouterr().err
 
 
 # -- the dataset's own test split as validation ----------------------------------------------------------------------
@@ -188,3 +188,20 @@ def test_recipe_uses_the_datasets_own_test_split_as_validation(tmp_path, saved):
     )
     with pytest.raises(ConfigError, match="validation_split"):
         load_recipe(tmp_path / "bad.yaml")
+
+
+def test_a_changed_local_dataset_is_refused_like_a_changed_file(tmp_path, saved):
+    """The ledger's HF identity: a rewritten data file, a re-saved folder; streaming alone changes nothing."""
+    data = write_rows(tmp_path / "d.jsonl", 30)
+    hf = {"name": "json", "data_files": data}
+    assert build(tmp_path / "a", hf=hf).documents == 30
+    assert build(tmp_path / "a", hf={**hf, "streaming": True}).status == "nothing to do"
+    write_rows(tmp_path / "d.jsonl", 31)
+    with pytest.raises(CacheError, match=r"(?s)changed since.*d\.jsonl"):
+        build(tmp_path / "a", hf=hf)
+    assert build(tmp_path / "a", hf=hf, rebuild_changed=True).documents == 31
+
+    assert build(tmp_path / "b", hf={"name": saved}).documents == 40
+    datasets.DatasetDict({"train": datasets.Dataset.from_list([{"text": "other"}] * 3)}).save_to_disk(saved)
+    with pytest.raises(CacheError, match="fingerprint"):
+        build(tmp_path / "b", hf={"name": saved})
