@@ -99,6 +99,18 @@ class CacheCommitter:
         except (ValueError, OSError):  # a folder of uncommitted fragments only: no version yet
             return None
 
+    def committed_version(self) -> int | None:
+        """The latest committed Lance version, None when the dataset has none yet."""
+        ds = self._dataset()
+        return ds.version if ds is not None else None
+
+    def has_commits(self) -> bool:
+        """Whether this cache's ledger records a commit (or one in flight)."""
+        return any(
+            store.exists(self._ledger(name), self.storage_options)
+            for name in ("committed.json", "pending.json")
+        )
+
     def _committed_files(self) -> set[str]:
         ds = self._dataset()
         if ds is None:

@@ -86,6 +86,7 @@ def run_prepare(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    recipe.trust_remote_code = bool(getattr(args, "trust_remote_code", False))  # the command line's word only
     summary = prepare_recipe(recipe, args.output, workers=args.workers, progress=args.progress, log=log)
     if args.json:
         print_json(summary.to_json())

@@ -10,6 +10,7 @@ import yaml
 
 from tokenmill.cli._common import human, parse_key_values, parse_number, print_json
 from tokenmill.config import Where, key_lines, load_yaml
+from tokenmill.errors import ConfigError
 from tokenmill.sources.detect import FORMATS as INPUT_FORMATS
 from tokenmill.sources.detect import INPUT_FORMAT_ALIASES
 
@@ -132,6 +133,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     """YAML values first, then every flag the user gave."""
     data: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    if "trust_remote_code" in data:
+        from tokenmill.recipe.schema import TRUST_FROM_FILE
+
+        line = key_lines(args.config).get("trust_remote_code")
+        raise ConfigError(
+            f"{args.config}{f', line {line}' if line else ''}, key 'trust_remote_code': {TRUST_FROM_FILE}"
+        )
     if args.sources:
         data["sources"] = list(args.sources)
     simple = [

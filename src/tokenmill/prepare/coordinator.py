@@ -53,6 +53,7 @@ def _prepare_locked(
 ) -> PrepareSummary:
     """The steps of a build, run while this process holds the cache's writer lock."""
     tokenizer, tokenizer_local = _load_tokenizer(config, cache)
+    _check_format(config, tokenizer)
     dtype = token_dtype(tokenizer.vocab_size)
     committer = CacheCommitter(cache, cache_schema(dtype), config.storage_options)
     identity = dict(config.identity(), tokenizer_fingerprint=tokenizer.fingerprint)
@@ -78,6 +79,7 @@ def _prepare_locked(
     )
     before = Counts.from_json(state.stats)
     state = _run(config, cache, units, state, setup, committer, manifest, progress, lock)
+    _refuse_empty(config, cache, Counts.from_json(state.stats))
     if config.dedup:
         write_cache_keys(
             cache, load_committed_keys(cache, state.through, config.storage_options), config.storage_options
@@ -121,6 +123,38 @@ def _load_tokenizer(config: PrepareConfig, cache: str) -> tuple[Any, str]:
     return load_tokenizer(local, trust_remote_code=config.trust_remote_code), local
 
 
+def _check_format(config: PrepareConfig, tokenizer: Any) -> None:
+    """The record-format options, checked here before any worker starts or anything is written."""
+    from tokenmill.formats import FormatConfig, RecordFormatter
+
+    RecordFormatter(FormatConfig.from_dict(config.format_options()), tokenizer)
+
+
+def _refuse_empty(config: PrepareConfig, cache: str, counts: Counts) -> None:
+    """A build that found no document is an error (unless ``allow_empty``, or a limit of 0 asked for none)."""
+    if counts.documents or config.allow_empty or 0 in (config.max_documents, config.max_total_tokens):
+        return
+    skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(counts.skipped.items()))
+    raise CacheError(
+        f"{cache}: the sources gave no documents ({counts.records} records read"
+        f"{'; skipped ' + skipped if skipped else ''}); check the sources and the format options (--text-key, "
+        "--format), or pass --allow-empty to accept an empty cache"
+    )
+
+
+def _refuse_foreign(cache: str, committer: CacheCommitter, storage_options) -> None:
+    """A folder holding a Lance dataset that no tokenmill prepare committed (no manifest, no ledger) is refused."""
+    if not store.exists(store.join(cache, TOKENS_DATASET), storage_options):
+        return
+    if committer.read_plan() is not None or committer.has_commits():
+        return  # ours: a build killed before it wrote the manifest
+    if committer.committed_version() is not None:
+        raise CacheError(
+            f"{cache} holds a Lance dataset ({TOKENS_DATASET}) that tokenmill did not write (no manifest.json): "
+            "choose another --output, or pass --overwrite to replace it"
+        )
+
+
 def _open_existing(
     config: PrepareConfig, cache: str, committer: CacheCommitter, identity: dict[str, Any]
 ) -> Manifest | None:
@@ -129,6 +163,8 @@ def _open_existing(
     if not store.exists(store.join(cache, "manifest.json"), so):
         if config.overwrite:
             committer.reset()
+        else:
+            _refuse_foreign(cache, committer, so)
         return None
     if config.overwrite:
         committer.reset()
@@ -262,8 +298,11 @@ def _finalize(
     ]
     manifest.complete = True
     if store.exists(store.join(cache, TOKENS_DATASET), storage_options) and state.version is not None:
-        # one scan of the small columns builds the row index (saved for readers) and the counts recorded here
-        manifest.split_threshold = None
+        # one scan of the small columns builds the row index (saved for readers) and the counts recorded here.
+        # A count-based split keeps the threshold of the first finished build, so an append never moves a
+        # validation document to train: new documents below it join validation (docs/prepare.md).
+        if "count" not in manifest.validation:
+            manifest.split_threshold = None
         reader = CacheReader(cache, storage_options, manifest=manifest)
         manifest.splits = reader.split_stats()
         manifest.split_threshold = reader.split_threshold

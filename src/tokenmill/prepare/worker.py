@@ -42,10 +42,23 @@ class _Loaded:
 
 
 _WORKER: list[_Loaded] = []  # at most one: the worker process's loaded setup
+_INIT_ERROR: list[BaseException] = []  # why init_worker failed: raised by every task instead of a dead pool
 
 
 def init_worker(setup: WorkerSetup) -> None:
-    """Load the tokenizer and formatter once per worker process."""
+    """Load the tokenizer and formatter once per worker process.
+
+    A failure is kept and raised by :func:`process_unit`, so the coordinator sees the real error (a misspelt
+    format option) instead of a pool whose workers died at start ("workers keep dying").
+    """
+    _INIT_ERROR.clear()
+    try:
+        _load(setup)
+    except Exception as exc:  # noqa: BLE001 - handed to the coordinator with the first task
+        _INIT_ERROR.append(exc)
+
+
+def _load(setup: WorkerSetup) -> None:
     if setup.tokenizer_threads:
         os.environ["RAYON_NUM_THREADS"] = str(setup.tokenizer_threads)
         os.environ["RAYON_RS_NUM_CPUS"] = str(setup.tokenizer_threads)
@@ -67,12 +80,36 @@ def init_worker(setup: WorkerSetup) -> None:
 
 def process_unit(task: Task) -> UnitResult:
     """Tokenize one work unit and write its rows as uncommitted Lance fragments; returns their metadata."""
+    if _INIT_ERROR:
+        raise _INIT_ERROR[0]
     if not _WORKER:
         raise RuntimeError("process_unit ran in a process where init_worker was not called first")
     loaded = _WORKER[0]
     encoder = UnitEncoder(loaded, task)
-    fragments = write_fragments(encoder.batches(), task.output, loaded.schema, loaded.config.storage_options)
+    batches = _Guarded(encoder.batches())
+    try:
+        fragments = write_fragments(batches, task.output, loaded.schema, loaded.config.storage_options)
+    except Exception:
+        if batches.error is not None:  # our own error (a bad record), not Lance's wrapping of it
+            raise batches.error from None
+        raise
     return UnitResult(task.index, fragments, encoder.counts, encoder.stopped, encoder.keys)
+
+
+class _Guarded:
+    """Batches handed to Lance, remembering an error raised while making them: Lance reads them in Rust and
+    re-raises such an error as an ``OSError`` wrapping its text, which would hide file, line and field."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch]) -> None:
+        self.batches = batches
+        self.error: BaseException | None = None
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from self.batches
+        except Exception as exc:
+            self.error = exc
+            raise
 
 
 class UnitEncoder:

@@ -64,6 +64,11 @@ RENAMED = {
     "seed": "a recipe has one seed, at the top level",
     "output": "a recipe has one output folder, at the top level or --output",
 }
+# code in a tokenizer folder runs only when the person running the command asks for it, never a file they were sent
+TRUST_FROM_FILE = (
+    "trust_remote_code is not taken from a file (it would run code from the tokenizer folder on the word of the "
+    "file); pass --trust-remote-code on the command line, or trust_remote_code=True in Python"
+)
 # a source's key -> the PrepareConfig field it sets (the rest keep their names)
 _TO_PREPARE = {"max_tokens": "max_total_tokens"}
 
@@ -236,6 +241,7 @@ def load_recipe(path: str | os.PathLike, storage_options: dict[str, str] | None 
             raise ConfigError(f"{text} is not a prepared recipe folder (no {STATE_FILE})")
         state = store.read_json(uri, so)
         recipe = Recipe.from_json(state["recipe"])
+        recipe.trust_remote_code = False  # never from a file: only the command line or a Python argument
         recipe.storage_options = storage_options
         folder = uri[: -len(STATE_FILE)].rstrip("/")
         recipe.output = recipe.output or (os.path.abspath(folder) if store.is_local(folder) else folder)
@@ -278,6 +284,8 @@ def parse_recipe(
         beside = resolve_path(tokenizer, base)  # a file beside the recipe wins over a hub name
         if os.path.exists(beside) if "://" not in beside else store.exists(beside):
             tokenizer = beside
+    if "trust_remote_code" in data:
+        raise where("trust_remote_code", TRUST_FROM_FILE)
     top = {k: v for k, v in data.items() if k not in ("tokenizer", "defaults", "sources")}
     try:
         options = convert_options(Recipe, top)

@@ -3,6 +3,11 @@
 The ``csv`` module pulls one line at a time from the iterator it is given, and more only inside a quoted field,
 so the byte offset after the last line it pulled is exactly the end of the row it returns: the resume position.
 A resume reads the header line again (one line, O(1)) and seeks.
+
+Parsing is strict: a quote that is never closed, or closed in the middle of a field, is an error, never rows
+merged into one document. A bad row that pulled several lines (an unterminated quote swallows the lines after
+it) counts as its first line only: reading starts again on the next line, so ``--on-error skip`` skips one row,
+not every row up to the next quote.
 """
 
 from __future__ import annotations
@@ -29,12 +34,14 @@ class _Lines:
         self.offset = offset
         self.line = line
         self.bad_utf8: str | None = None
+        self.ends: list[int] = []  # offsets after each line pulled for the current row
         self._batches = line_batches(stream.read, offset, False, read_size)
 
     def __iter__(self):
         for off, lines, sep in self._batches:
             for raw in lines:
                 self.offset = off + len(raw) + sep
+                self.ends.append(self.offset)
                 self.line += 1
                 if off == 0 and raw.startswith(BOM):
                     raw = raw[3:]
@@ -92,45 +99,56 @@ def read_csv(
         offset = start_field(start, "offset", url, "csv")
         line = start_field(start, "line", url, "csv")
         row = start_field(start, "row", url, "csv")
+    at: tuple[int, int, int, dict[str, Any] | None] | None = (offset, line, row, start)
+    while at is not None:
+        at = yield from _rows(url, header, delimiter, storage_options, read_size, *at)
+
+
+def _rows(
+    url: str,
+    header: list[str],
+    delimiter: str,
+    storage_options: dict[str, Any] | None,
+    read_size: int,
+    offset: int,
+    line: int,
+    row: int,
+    start: dict[str, Any] | None,
+) -> Iterator[SourceRecord | Exception]:
+    """Rows from ``offset`` on; after a bad row that pulled several lines, returns where to read again."""
     with open_stream(url, storage_options, offset, start) as stream:
         lines = _Lines(stream, offset, line, read_size)
-        reader = csv.reader(lines, delimiter=delimiter)
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
         while True:
             first_line = lines.line + 1
+            lines.ends = []
             try:
                 values = next(reader)
+                problem = None
             except StopIteration:
-                return
+                return None
             except csv.Error as e:
-                pos = stream.position(lines.offset, line=lines.line, row=row + 1)
+                values, problem = [], f"malformed CSV: {e} (an unterminated or stray quote?)"
+            if problem is None and not values:  # an empty line is not a row
+                continue
+            if problem is None and lines.bad_utf8 is None and len(values) != len(header):
+                problem = f"the row has {len(values)} fields, the header has {len(header)}"
+            if problem is not None and len(lines.ends) > 1:  # read again from the row's second line
+                again = stream.position(lines.ends[0], line=first_line, row=row + 1)
                 yield record_error(
-                    f"malformed CSV: {e}",
-                    path=url,
-                    reason="malformed_csv",
-                    position=pos,
-                    line=first_line,
-                    row=row,
+                    problem, path=url, reason="malformed_csv", position=again, line=first_line, row=row
                 )
-                row += 1
-                lines.bad_utf8 = None
-                continue
-            if not values:  # an empty line is not a row
-                continue
+                return lines.ends[0], first_line, row + 1, again
             pos = stream.position(lines.offset, line=lines.line, row=row + 1)
-            if lines.bad_utf8 is not None:
+            if problem is not None:
+                yield record_error(
+                    problem, path=url, reason="malformed_csv", position=pos, line=first_line, row=row
+                )
+            elif lines.bad_utf8 is not None:
                 yield record_error(
                     lines.bad_utf8, path=url, reason="invalid_utf8", position=pos, line=first_line, row=row
                 )
-                lines.bad_utf8 = None
-            elif len(values) != len(header):
-                yield record_error(
-                    f"the row has {len(values)} fields, the header has {len(header)}",
-                    path=url,
-                    reason="malformed_csv",
-                    position=pos,
-                    line=first_line,
-                    row=row,
-                )
             else:
                 yield SourceRecord(dict(zip(header, values)), url, first_line, row, pos)
+            lines.bad_utf8 = None
             row += 1

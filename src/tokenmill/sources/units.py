@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import RecordError, StateError
+from ..errors import RecordError, SourceError, StateError
 from .detect import detect_format, infer_compression
 from .reader import read_records
 from .records import SourceRecord
@@ -107,7 +107,7 @@ class WorkUnit:
             if not isinstance(start, dict) or "part" not in start or "position" not in start:
                 raise StateError(f"unit {self.index}: {start!r} is not a work-unit position")
             first, inner = int(start["part"]), start["position"]
-            if not 0 <= first < len(self.parts):
+            if not 0 <= first <= len(self.parts):  # len: after a whole-file error in the last part
                 raise StateError(
                     f"unit {self.index}: part {first} out of range (the unit has {len(self.parts)})"
                 )
@@ -127,6 +127,16 @@ class WorkUnit:
                 yield rec._replace(position={"part": i, "position": rec.position})
         except RecordError as err:
             raise lift(err) from None
+        except SourceError as err:
+            if on_error is None:
+                raise
+            # a whole-file error (unreadable, corrupt compression) under --on-error skip: the file's records
+            # read so far stay, the rest of it is counted as one skip of its reason, and the unit goes on
+            whole = RecordError(
+                err.detail, path=err.path or self.parts[i].url, reason=err.reason or "unreadable"
+            )
+            whole.position = {"part": i + 1, "position": None}  # type: ignore[attr-defined]
+            on_error(whole)
 
 
 def _parquet_group_bytes(url: str, storage_options: dict[str, Any] | None) -> list[int]:
