@@ -52,7 +52,6 @@ PENDING: dict[str, str] = {
         "docs/prepare.md",
         "docs/recipes.md",
         "docs/scaling.md",
-        "docs/sources.md",
         "docs/training.md",
     )
 }
