@@ -75,6 +75,8 @@ def test_levanter_tldr_prepare_inspect_batches_convert(levanter_tldr, tmp_path, 
     assert "a Levanter data section" in captured.err and len(captured.out.split()) == 4  # 2 x "step hash"
 
     # `train --data` on this file runs in docs/migrate/levanter.md (tests/recipe/test_migrate_docs.py)
+    assert cli_main(["train", "--config", str(levanter_tldr)]) == 1
+    assert f"--data {levanter_tldr}" in capsys.readouterr().err
     assert cli_main(["recipe", "convert", str(levanter_tldr), "--tokenizer", "tokenizer.json"]) == 0
     native = tmp_path / "levanter_tldr.recipe.yaml"
     data = yaml.safe_load(native.read_text())

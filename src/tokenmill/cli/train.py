@@ -76,6 +76,16 @@ def run(args: argparse.Namespace) -> int:
         train,
     )
 
+    if args.config:
+        from tokenmill.recipe import is_foreign
+
+        if is_foreign(args.config):
+            from tokenmill.errors import ConfigError
+
+            raise ConfigError(
+                f"{args.config} is a Levanter or RWKV-infctx config: train on its data section with --data "
+                f"{args.config}; the model and optimiser are tokenmill's own (a train config or --set)"
+            )
     values = {"data": args.data, "run_dir": args.run_dir, "progress": args.progress}
     config = load_train_config(args.config, args.set, **values)
     main = int(os.environ.get("RANK", "0")) == 0
