@@ -4,7 +4,8 @@ How a page is read (the conventions a page writer follows):
 
 - ```` ```python ```` blocks run in order in one namespace per page (``__name__ == "__main__"``), in a fresh
   working directory that holds the files the pages name (``data/train-{00..31}.jsonl.gz``, ``tokenizer.json``,
-  ``tok/tokenizer.json``, ``cache/``, ``examples/``; see :func:`world`).
+  ``tok.json``, ``tok/`` (a ``tokenizer.json`` that transformers also loads), ``cache/``, ``examples/``; see
+  :func:`world`).
 - ```` ```bash ```` blocks: each ``tokenmill ...`` command runs through the in-process entry point
   (``tokenmill.cli.main``), each ``python examples/...`` script in a subprocess; ``export A=B`` sets the
   environment; other lines (``make``, ``torchrun``, benchmarks) are not run.
@@ -28,6 +29,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +104,16 @@ def world(tmp_path_factory, tokenizer_path) -> Path:
     for name in ("tokenizer.json", "tok.json", "tok/tokenizer.json"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(tokenizer_path, root / name)
+    end = (
+        "<|endoftext|>"  # tok/ is also a transformers tokenizer folder (AutoTokenizer.from_pretrained("tok"))
+    )
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": end,
+        "eos_token": end,
+        "pad_token": end,
+    }
+    (root / "tok" / "tokenizer_config.json").write_text(json.dumps(config))
     shutil.copytree(
         ROOT / "examples", root / "examples", ignore=shutil.ignore_patterns("data", "__pycache__")
     )
@@ -199,6 +211,7 @@ def run_page(page: str, workdir: Path, env: pytest.MonkeyPatch) -> None:
     namespace: dict = {"__name__": "__main__"}
     last_output: str | None = None
     last_block: Block | None = None
+    timings: list[tuple[int, float]] = []
     for i, block in enumerate(blocks):
         if block.skip:
             last_output = last_block = None
@@ -218,6 +231,7 @@ def run_page(page: str, workdir: Path, env: pytest.MonkeyPatch) -> None:
         expects_error = (
             i + 1 < len(blocks) and blocks[i + 1].lang == OUTPUT_LANG and "error:" in blocks[i + 1].code
         )
+        started = time.perf_counter()
         try:
             if block.lang == "python":
                 last_output = run_python(block, namespace)
@@ -232,6 +246,8 @@ def run_page(page: str, workdir: Path, env: pytest.MonkeyPatch) -> None:
                 f"{page}:{block.line}: the snippet raised {type(exc).__name__}: {exc}"
             ) from exc
         last_block = block
+        timings.append((block.line, time.perf_counter() - started))
+    print(f"{page}: seconds per block (line, s): {[(line, round(t, 1)) for line, t in timings]}")
 
 
 def _page_params() -> list:

@@ -138,8 +138,9 @@ class CheckpointableDataset(torch.utils.data.IterableDataset, abc.ABC):
 
     @staticmethod
     def from_mosaicml(mosaicml_dataset: Any, repeat: bool = False) -> CheckpointableDataset:
-        """Items of a MosaicML ``StreamingDataset``, by index (its ``__getitem__``), resumed by position."""
-        return CheckpointableDataset(Pipeline.from_sequence(_IndexedDataset(mosaicml_dataset), repeat=repeat))
+        """Items of a MosaicML ``StreamingDataset``, iterated as it iterates itself (each pass is its next epoch,
+        shuffled by it when asked). Resume iterates it again and skips what was received, as ``from_iterable``."""
+        return CheckpointableDataset(Pipeline.from_iterable(mosaicml_dataset, repeat=repeat))
 
     @staticmethod
     def from_files(
@@ -341,19 +342,6 @@ class CheckpointableDataset(torch.utils.data.IterableDataset, abc.ABC):
 
     def __add__(self, other: CheckpointableDataset) -> CheckpointableDataset:  # type: ignore[override]
         return concat_datasets([self, other])
-
-
-class _IndexedDataset(Sequence[Any]):
-    """A map-style dataset (``__len__`` and ``__getitem__``) as a sequence."""
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Any:  # type: ignore[override]
-        return self.dataset[index]
 
 
 def interleave_datasets(
