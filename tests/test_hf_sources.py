@@ -205,3 +205,18 @@ def test_a_changed_local_dataset_is_refused_like_a_changed_file(tmp_path, saved)
     datasets.DatasetDict({"train": datasets.Dataset.from_list([{"text": "other"}] * 3)}).save_to_disk(saved)
     with pytest.raises(CacheError, match="fingerprint"):
         build(tmp_path / "b", hf={"name": saved})
+
+
+@pytest.mark.parametrize("budget", ["max_documents: 50", "max_tokens: 2000"])
+def test_recipe_budget_on_a_streamed_source_never_reaches_the_bad_row(tmp_path, budget):
+    """The issue's report as a recipe: a budget on a streamed HF source, a row that fails at 2,000."""
+    from tokenmill.recipe import load_recipe, prepare_recipe
+
+    path = write_rows(tmp_path / "big.jsonl", 3000, bad_at=2000, bad="{bad json")
+    (tmp_path / "r.yaml").write_text(
+        "tokenizer: bytes\nsources:\n"
+        f"  code: {{hf: {{name: json, data_files: {path}, streaming: true, chunksize: 4096}}, {budget}}}\n"
+    )
+    summary = prepare_recipe(load_recipe(tmp_path / "r.yaml"), str(tmp_path / "out"), workers=0)
+    (result,) = summary.caches
+    assert result.documents == 50 if "documents" in budget else 0 < result.tokens <= 2000

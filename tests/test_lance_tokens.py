@@ -9,11 +9,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+import s3_server
 from tokenmill.cache import CacheReader
 from tokenmill.cli import main
 from tokenmill.errors import ConfigError, SourceError, TokenmillError
 from tokenmill.prepare import PrepareConfig, prepare
 from tokenmill.tokenizer import load_tokenizer
+
+moto_server, s3 = s3_server.moto_server, s3_server.s3  # the shared S3 fixtures
 
 
 def tutorial_dataset(path, docs: list[list[int]], column: str = "input_ids") -> str:
@@ -105,3 +108,20 @@ def test_what_cannot_be_taken_over_is_refused_clearly(tmp_path, tokenizer_path, 
         )
     with pytest.raises(ConfigError, match="does not apply"):
         build(src, tmp_path / "c3", tokenizer_path, format={"format": "text"})
+
+
+@pytest.mark.s3
+def test_tutorial_dataset_in_a_bucket(tmp_path, s3, token_docs, tokenizer_path):
+    schema = pa.schema([pa.field("input_ids", pa.int64())])
+    batches = [pa.RecordBatch.from_arrays([ids], names=["input_ids"]) for ids in token_docs]
+    uri = s3.url("tutorial.lance")
+    lance.write_dataset(
+        pa.RecordBatchReader.from_batches(schema, iter(batches)),
+        uri,
+        schema,
+        storage_options=s3.lance_storage_options,
+    )
+    summary = build(uri, tmp_path / "cache", tokenizer_path, storage_options=s3.lance_storage_options)
+    assert summary.tokens == sum(len(d) for d in token_docs)
+    docs = cache_documents(tmp_path / "cache")
+    assert [t for d in docs for t in d] == [t for d in token_docs for t in d]
