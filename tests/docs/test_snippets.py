@@ -11,8 +11,9 @@ How a page is read (the conventions a page writer follows):
   environment; other lines (``make``, ``torchrun``, benchmarks) are not run.
 - a ```` ```text ```` block right after a runnable block is what that block prints: compared line by line, where
   ``...`` stands for any text (timings, absolute paths). A command whose output shows ``error:`` must fail.
-- untyped blocks, ``json``, ``yaml``, ``jsonc`` and ``jinja`` blocks are illustrations (layouts, records,
-  configs), not run.
+- a block right below ``<!-- file: NAME -->`` is written to NAME (a config the next commands read);
+- other untyped, ``json``, ``yaml``, ``jsonc`` and ``jinja`` blocks are illustrations (layouts, records, configs),
+  not run.
 - a block is skipped only when the line right above its fence says why, visibly:
   ``*Not run by the docs test: REASON.*``
 """
@@ -38,6 +39,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ["README.md"] + sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md"))
 SKIP_MARK = re.compile(r"^\*Not run by the docs test: (.+)\.\*\s*$")
+FILE_MARK = re.compile(r"^<!-- file: (\S+) -->\s*$")
 RUN_LANGS = {"python", "bash", "sh", "shell", "console"}
 OUTPUT_LANG = "text"
 
@@ -53,7 +55,6 @@ PENDING: dict[str, str] = {
         "docs/pipeline.md",
         "docs/prepare.md",
         "docs/recipes.md",
-        "docs/scaling.md",
         "docs/training.md",
     )
 }
@@ -66,6 +67,7 @@ class Block:
     lang: str
     code: str
     skip: str | None  # the visible reason, when the page marks the block not to run
+    file: str | None = None  # the block is this file's content (``<!-- file: NAME -->`` above the fence)
 
 
 def parse_blocks(page: str, text: str) -> list[Block]:
@@ -82,8 +84,12 @@ def parse_blocks(page: str, text: str) -> list[Block]:
             j += 1
         body = "\n".join(line[indent:] for line in lines[i + 1 : j])
         above = lines[start - 1] if start else ""
-        skip = SKIP_MARK.match(above.strip())
-        blocks.append(Block(page, start + 1, lang, body, skip.group(1) if skip else None))
+        skip, file = SKIP_MARK.match(above.strip()), FILE_MARK.match(above.strip())
+        blocks.append(
+            Block(
+                page, start + 1, lang, body, skip.group(1) if skip else None, file.group(1) if file else None
+            )
+        )
         i = j + 1
     return blocks
 
@@ -216,6 +222,10 @@ def run_page(page: str, workdir: Path, env: pytest.MonkeyPatch) -> None:
         if block.skip:
             last_output = last_block = None
             continue
+        if block.file:
+            (workdir / block.file).parent.mkdir(parents=True, exist_ok=True)
+            (workdir / block.file).write_text(block.code + "\n", encoding="utf-8")
+            continue
         if block.lang == OUTPUT_LANG:
             assert last_block is not None, (
                 f"{page}:{block.line}: an output block must follow a runnable block"
@@ -281,9 +291,12 @@ def test_page_snippets_run(page, world, tmp_path, monkeypatch):
 
 def test_the_parser_reads_fences_skip_marks_and_outputs():
     text = "x\n```python\nprint(1)\n```\n```text\n1\n```\n*Not run by the docs test: needs a GPU.*\n```bash\nmake\n```\n"
+    text += "<!-- file: a.yaml -->\n```yaml\nk: 1\n```\n"
     blocks = parse_blocks("p.md", text)
-    assert [(b.lang, b.line, b.skip) for b in blocks] == [("python", 2, None), ("text", 5, None)] + [
-        ("bash", 9, "needs a GPU")
+    assert [(b.lang, b.line, b.skip, b.file) for b in blocks] == [("python", 2, None, None)] + [
+        ("text", 5, None, None),
+        ("bash", 9, "needs a GPU", None),
+        ("yaml", 13, None, "a.yaml"),
     ]
     assert matches("a ... b\nc", "a 12.5 s b  \nc\n") and not matches("a b", "a c")
     assert shell_commands("tokenmill a \\\n   --b c  # note\n# comment\n") == ["tokenmill a  --b c  # note"]
