@@ -168,6 +168,9 @@ def test_cli_hf_flags(tmp_path, code_repo, capsys):
     assert "data_dir: python" in shown and "streaming: true" in shown
     assert main([*argv, *hf, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["documents"] == 12
+    whole = ["--hf-dataset", code_repo, "--hf-arg", "data_dir=python", "--max-documents", "12"]
+    assert main([*argv[:4], str(tmp_path / "c2"), *argv[5:], *whole]) == 0
+    assert "pass --hf-streaming" in capsys.readouterr().err  # a budget over a split converted whole first
     assert main([*argv, "--hf-dataset", code_repo, "--hf-arg", "data_dir=java", "--max-documents", "12"]) != 0
     assert "does not hold" in capsys.readouterr().err
 

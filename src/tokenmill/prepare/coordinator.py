@@ -37,10 +37,24 @@ def prepare(config: PrepareConfig, *, progress: bool | None = None) -> PrepareSu
     """Build, resume, extend or confirm a token cache as ``config`` describes; see the module docstring."""
     started = time.perf_counter()
     config.check()
-    notes = adopt_token_datasets(config)
+    notes = adopt_token_datasets(config) + _budget_notes(config)
     cache = _resolve_output(config)
     with CacheLock(cache, config.storage_options) as lock:
         return _prepare_locked(config, cache, lock, notes, started, progress)
+
+
+def _budget_notes(config: PrepareConfig) -> list[str]:
+    """A budget over a Hugging Face split that ``datasets`` will convert whole first: say how to avoid it."""
+    if config.hf is None or (config.max_documents is None and config.max_total_tokens is None):
+        return []
+    from tokenmill.sources.hf import HFSource
+
+    if not HFSource.from_dict(config.hf).reads_whole_split:
+        return []
+    return [
+        f"{config.hf['name']}: not streamed, so `datasets` downloads and converts the whole split before the "
+        "budget applies; pass --hf-streaming (streaming: true) to read only what the budget takes"
+    ]
 
 
 def _prepare_locked(

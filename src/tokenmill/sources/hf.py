@@ -133,6 +133,12 @@ class HFSource:
         rest = {k: v for k, v in self.identity().items() if k not in ("name", "config", "split", "revision")}
         return head + (" " + json.dumps(rest, sort_keys=True, separators=(",", ":")) if rest else "")
 
+    @property
+    def reads_whole_split(self) -> bool:
+        """Whether ``load_dataset`` downloads and converts the whole split before the first row (not streamed, not
+        a ``save_to_disk`` folder, which is memory-mapped as it is)."""
+        return not self.streaming and not (self.data_files is None and _is_saved_dataset(self.name))
+
     def for_split(self, split: str) -> HFSource:
         """The same dataset and arguments, another split (the dataset's own validation split)."""
         return HFSource(
