@@ -6,8 +6,9 @@
 ``TorchIterableDataset`` yields whole batches (this rank's part of each global batch, as tensors), so the
 DataLoader takes ``batch_size=None``; with ``num_workers=k`` worker ``w`` reads global batches ``w, w+k, ...`` and
 the DataLoader returns them round-robin: the stream is the one a single process reads. Lance is not fork-safe, so
-``make_dataloader`` starts its workers with ``spawn`` (hence the ``__main__`` guard). The position to save is
-``dataset.state_after(batches_received)``, a small JSON dict; pass it back as ``state=`` to resume at once.
+``make_dataloader`` starts its workers with ``spawn`` (hence the ``__main__`` guard). With ``stateful=True`` it is
+torchdata's ``StatefulDataLoader``: ``loader.state_dict()`` holds every worker's position (small JSON), and
+``loader.load_state_dict(saved)`` resumes all of them at once (with the same number of workers).
 
 Labels are Hugging Face's (aligned with ``input_ids``, -100 where nothing is trained, never across packed
 documents), so the model computes the right loss itself from ``labels=``. To write the loss by hand, take
@@ -43,14 +44,14 @@ def main() -> None:
     parser.add_argument("--save-state", help="write the data position after the last step here")
     args = parser.parse_args()
 
-    state = json.loads(Path(args.state).read_text()) if args.state else None
-    dataset = TorchIterableDataset(
+    saved = json.loads(Path(args.state).read_text()) if args.state else {"step": 0, "loader": None}
+    dataset = TorchIterableDataset(  # endless: the loop below decides how many steps it takes
         TokenDataset(args.cache, seq_len=args.seq_len, mode="packed", seed=0),
         global_batch_size=args.batch_size,  # rank and world size come from torch.distributed when it is running
-        steps=(state["step"] if state else 0) + args.steps,  # a total: the run ends at this global step
-        state=state,
     )
-    loader = make_dataloader(dataset, num_workers=args.workers)
+    loader = make_dataloader(dataset, num_workers=args.workers, stateful=True)
+    if saved["loader"] is not None:
+        loader.load_state_dict(saved["loader"])
 
     tok = read_manifest(args.cache).tokenizer  # the vocabulary comes from the cache's tokenizer
     torch.manual_seed(0)
@@ -75,10 +76,14 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
         received += 1
         if received % 5 == 0:
-            print(f"step {received}: loss {loss.item():.3f} ({time.perf_counter() - t0:.1f}s)")
+            print(
+                f"step {saved['step'] + received}: loss {loss.item():.3f} ({time.perf_counter() - t0:.1f}s)"
+            )
+        if received == args.steps:
+            break  # the loader's state is taken mid-stream: the next run starts with the next batch
 
-    position = dataset.state_after(received)
-    print(f"received {received} batches; the loader is at epoch {position['epoch']}, step {position['step']}")
+    position = {"step": saved["step"] + received, "loader": loader.state_dict()}
+    print(f"received {received} batches; the run is at global step {position['step']}")
     if args.save_state:
         Path(args.save_state).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save_state).write_text(json.dumps(position, indent=1))

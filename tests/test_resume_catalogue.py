@@ -118,12 +118,10 @@ class _PrefetchedLoader:
         self.dataset, self.batch = TokenDataset(cache, seq_len=128, seed=3), batch
 
     def iter(self, state=None):
-        from tokenmill.loader import BatchIterator
+        from tokenmill.loader import Batches
         from tokenmill.torch import PrefetchIterator
 
-        batches = BatchIterator(self.dataset, self.batch, rank=0, world_size=1)
-        if state is not None:
-            batches.load_state_dict(state)
+        batches = Batches(self.dataset, self.batch, rank=0, world_size=1).iter(state)
         return PrefetchIterator(batches, depth=3, workers=2)
 
 
@@ -138,6 +136,31 @@ def _loader_epochs(ctx: Ctx, batch: int = 16) -> dict[str, Any]:
 def _prefetched_loader(ctx: Ctx) -> Any:
     pytest.importorskip("torch")
     return _PrefetchedLoader(ctx.cache, 16), _loader_epochs(ctx)
+
+
+def _loader_batches(ctx: Ctx, mode: str, mixed: bool = False) -> Any:
+    from tokenmill.loader import Batches, Mixture, TokenDataset
+
+    dataset = TokenDataset(ctx.cache, seq_len=128, mode=mode, seed=4)
+    source = (
+        Mixture([(dataset, 0.7), (TokenDataset(ctx.cache, seq_len=128, mode=mode), 0.3)])
+        if mixed
+        else dataset
+    )
+    per_epoch = source.epoch_length(0) // 16
+    return Batches(source, 16, rank=0, world_size=1), {
+        "epoch_length": per_epoch,
+        "max_items": 2 * per_epoch + 3,
+    }
+
+
+def _torch_view(ctx: Ctx) -> Any:
+    pytest.importorskip("torch")
+    from tokenmill.loader import TokenDataset
+    from tokenmill.torch import TorchIterableDataset
+
+    view = TorchIterableDataset(TokenDataset(ctx.cache, seq_len=128, seed=6), 16, rank=0, world_size=1)
+    return view, _loader_epochs(ctx)
 
 
 def _trainer_data(ctx: Ctx) -> Any:
@@ -251,6 +274,12 @@ CATALOGUE: dict[str, Entry] = {
     "shard": (lambda c: tokens(repeat=True).shard(1, 3), {"max_items": 40, "epoch_length": 10}),
     "cache": (lambda c: texts(c.documents).tokenize(c.tok).cache(str(c.tmp / "piped")).repeat(2), {}),
     "to_torch": (_to_torch, {"max_items": 40}),
+    # the loader's batches in every mode and over a mixture; the torch view of them
+    "loader.Batches(windows)": (lambda c: _loader_batches(c, "windows"), {}),
+    "loader.Batches(packed)": (lambda c: _loader_batches(c, "packed"), {}),
+    "loader.Batches(padded)": (lambda c: _loader_batches(c, "padded"), {}),
+    "loader.Batches(mixture)": (lambda c: _loader_batches(c, "windows", mixed=True), {}),
+    "torch.TorchIterableDataset": (_torch_view, {}),
     # the loader's batches through the torch prefetch, the trainer's data and the HF Trainer adapter's chunks
     "torch.PrefetchIterator": (_prefetched_loader, {}),
     "train.data.make_stream": (_trainer_data, {}),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import build
-from tokenmill.loader import BatchIterator, TokenDataset
+from tokenmill.loader import Batches, BatchIterator, TokenDataset
 from tokenmill.torch import (
     PrefetchIterator,
     TorchIterableDataset,
@@ -55,8 +55,7 @@ def test_prefetch_yields_the_stream_and_saves_what_was_received(cache, workers):
         assert state["step"] == 11
         rest = list(pf)
     assert all(_same(a, b) for a, b in zip(got + rest, want, strict=True))
-    batches = BatchIterator(ds, 8, rank=0, world_size=1, steps=30)
-    batches.load_state_dict(state)
+    batches = Batches(ds, 8, rank=0, world_size=1, steps=30).iter(state)
     with PrefetchIterator(batches) as resumed:  # resumed: wrap the loader opened at the saved state
         assert _same(next(resumed), want[11])
         assert resumed.state_dict()["step"] == 12
@@ -70,9 +69,32 @@ def test_iterable_dataset_with_two_spawned_workers_matches_one_process(cache):
     assert loader.multiprocessing_context.get_start_method() == "spawn"
     got = list(loader)
     assert len(got) == 9 and all(_same(a, b) for a, b in zip(got, want, strict=True))
-    # resuming from the count of batches received continues the stream
-    resumed = TorchIterableDataset(ds, 4, rank=0, world_size=1, steps=9, state=view.state_after(6))
-    assert all(_same(a, b) for a, b in zip(list(resumed), want[6:], strict=True))
+    # outside a DataLoader the view is a description: iter(state) resumes where state_dict() left off
+    it = view.iter()
+    for _ in range(6):
+        next(it)
+    assert all(_same(a, b) for a, b in zip(list(view.iter(it.state_dict())), want[6:], strict=True))
+
+
+def test_stateful_dataloader_checkpoints_every_worker(cache):
+    """torchdata's StatefulDataLoader saves each worker's position; a new loader resumes all of them exactly."""
+    pytest.importorskip("torchdata.stateful_dataloader")
+    ds = TokenDataset(cache, seq_len=64, seed=5)
+    want = [to_tensors(b) for b in BatchIterator(ds, 4, rank=0, world_size=1, steps=9)]
+
+    def loader():
+        view = TorchIterableDataset(ds, 4, rank=0, world_size=1, steps=9)
+        return make_dataloader(view, num_workers=2, stateful=True)
+
+    first = loader()
+    it = iter(first)
+    got = [next(it) for _ in range(5)]  # worker 0 has given 3 batches, worker 1 two
+    saved = first.state_dict()
+    del it
+    second = loader()
+    second.load_state_dict(saved)
+    rest = list(second)
+    assert all(_same(a, b) for a, b in zip(got + rest, want, strict=True)) and len(got + rest) == 9
 
 
 def test_map_dataset_with_two_spawned_workers(cache):

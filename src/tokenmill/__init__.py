@@ -64,6 +64,7 @@ _LAZY = {
     "TokenDataset": "tokenmill.loader",
     "Mixture": "tokenmill.loader",
     "BatchIterator": "tokenmill.loader",
+    "Batches": "tokenmill.loader",
     "Pipeline": "tokenmill.pipeline",
     "load_recipe": "tokenmill.recipe",
     "prepare_recipe": "tokenmill.recipe",

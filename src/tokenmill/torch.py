@@ -17,6 +17,7 @@ Two ways to feed a training loop:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -26,12 +27,12 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from tokenmill.errors import ConfigError
 from tokenmill.loader import (
+    Batches,
     BatchIterator,
     BatchPlan,
     Mixture,
     TokenDataset,
     cu_seqlens_from_position_ids,
-    resolve_world,
 )
 from tokenmill.state import Prefetch, ResumableIterator
 
@@ -116,10 +117,13 @@ class TorchMapDataset(Dataset):
 class TorchIterableDataset(IterableDataset):
     """Iterable view yielding whole batches (this rank's part of each global batch) as tensors.
 
-    With ``num_workers = k`` DataLoader workers, worker ``w`` reads global batches ``w, w + k, ...``; the
-    DataLoader returns worker outputs round-robin, so the stream is the same as with no workers. Use
-    ``batch_size=None`` in the DataLoader. The consumer knows how many batches it received; :meth:`state_after`
-    turns that count into a loader state (O(1)), to save with a checkpoint and pass back as ``state=``.
+    A description (the one contract of :mod:`tokenmill.state`): ``view.iter(state=None)`` gives a resumable
+    iterator of tensors. With ``num_workers = k`` DataLoader workers, worker ``w`` reads global batches
+    ``w, w + k, ...``; the DataLoader returns worker outputs round-robin, so the stream is the same as with no
+    workers. Use ``batch_size=None`` in the DataLoader. A worker's state is the position of the next batch *it*
+    reads, so torchdata's ``StatefulDataLoader``, which calls ``state_dict()`` / ``load_state_dict()`` inside each
+    worker, checkpoints and resumes all of them exactly (with the same number of workers); with no workers the
+    state is the loader's own position, which resumes on any world size.
     """
 
     def __init__(
@@ -134,43 +138,35 @@ class TorchIterableDataset(IterableDataset):
         drop_last: bool = True,
         state: dict[str, Any] | None = None,
     ) -> None:
-        self.source = source
-        rank, world_size = resolve_world(rank, world_size)  # here: spawned workers have no process group
-        self.kwargs = {
-            "rank": rank,
-            "world_size": world_size,
-            "epochs": epochs,
-            "steps": steps,
-            "drop_last": drop_last,
-        }
-        self.global_batch_size = int(global_batch_size)
-        self.state = state
+        super().__init__()
+        # rank and world size are fixed here: spawned workers have no process group
+        self.batches = Batches(source, global_batch_size, rank, world_size, epochs, steps, drop_last)
         self._pid = os.getpid()
-        self._batches().state_dict()  # validate the arguments and the state now, in the main process
+        self._iterator: ResumableIterator[dict[str, Any]] | None = None
+        self._pending: dict[str, Any] | None = None
+        if state is not None:
+            warnings.warn(
+                "TorchIterableDataset(state=...) is deprecated; use view.load_state_dict(state) or view.iter(state)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            self.batches.iter(state).close()  # refused now, in the main process, when it does not fit
+            self._pending = dict(state)
+
+    @property
+    def source(self) -> Source:
+        return self.batches.source
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_pid"}
+        return {"batches": self.batches, "pending": self._pending}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.batches, self._pending = state["batches"], state["pending"]
         self._pid = os.getpid()
+        self._iterator = None
 
-    def _batches(self) -> BatchIterator:
-        it = BatchIterator(self.source, self.global_batch_size, **self.kwargs)
-        if self.state is not None:
-            it.load_state_dict(self.state)
-        return it
-
-    def state_after(self, batches_received: int) -> dict[str, Any]:
-        """The loader state once the consumer has received ``batches_received`` batches from this dataset."""
-        it = self._batches()
-        it.skip(batches_received)
-        return it.state_dict()
-
-    def __len__(self) -> int:
-        return len(self._batches())
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def iter(self, state: dict[str, Any] | None = None) -> ResumableIterator[dict[str, Any]]:
+        """This worker's batches (all of them outside a DataLoader) as tensors, resumed from ``state``."""
         _guard_fork(self.source, self._pid)
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
@@ -179,20 +175,67 @@ class TorchIterableDataset(IterableDataset):
                 "follow=True with several DataLoader workers would let each worker move to a new cache version "
                 "on its own; use one worker, or PrefetchIterator"
             )
-        it = self._batches()
-        it.skip(worker)
-        while True:
-            plan = it.next_plan()
-            if plan is None:
-                return
-            yield to_tensors(it.fetch(plan))
-            it.skip(workers - 1)
+        return _WorkerBatches(self.batches.iter(state), worker if state is None else 0, workers)
+
+    def state_after(self, batches_received: int) -> dict[str, Any]:
+        """Deprecated: the loader state once ``batches_received`` batches were received (use ``state_dict()``)."""
+        warnings.warn(
+            "TorchIterableDataset.state_after is deprecated; use state_dict() (StatefulDataLoader calls it)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        it = self.batches.iter(self._pending)
+        it.skip(batches_received)
+        return it.state_dict()
+
+    def __len__(self) -> int:
+        """Global batches of a run from the start (or from a state given to ``load_state_dict``)."""
+        return len(self.batches.iter(self._pending))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._iterator is not None:
+            self._iterator.close()
+        state, self._pending = self._pending, None
+        self._iterator = self.iter(state)
+        return self._iterator
+
+    # torchdata Stateful protocol (called in each worker by StatefulDataLoader)
+    def state_dict(self) -> dict[str, Any]:
+        if self._iterator is not None:
+            return self._iterator.state_dict()
+        return self._pending if self._pending is not None else self.batches.iter().state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = dict(state_dict) if state_dict else None
 
 
-def make_dataloader(dataset: Dataset, *, num_workers: int = 0, **kwargs: Any) -> DataLoader:
+class _WorkerBatches(ResumableIterator[dict[str, Any]]):
+    """Every ``workers``-th batch, starting ``first`` batches in; the state is where this worker goes on."""
+
+    def __init__(self, batches: BatchIterator, first: int, workers: int) -> None:
+        self.batches, self.workers = batches, workers
+        batches.skip(first)
+
+    def next(self) -> dict[str, Any]:
+        plan = self.batches.next_plan()
+        if plan is None:
+            raise StopIteration
+        batch = to_tensors(self.batches.fetch(plan))
+        self.batches.skip(self.workers - 1)
+        return batch
+
+    def get_state(self) -> dict[str, Any]:
+        return self.batches.state_dict()
+
+
+def make_dataloader(
+    dataset: Dataset, *, num_workers: int = 0, stateful: bool = False, **kwargs: Any
+) -> DataLoader:
     """A DataLoader that is safe with Lance: spawned workers, persistent across epochs, and our ``collate``.
 
-    For a :class:`TorchIterableDataset` the batch size is already decided (``batch_size=None``).
+    For a :class:`TorchIterableDataset` the batch size is already decided (``batch_size=None``). ``stateful``
+    makes it torchdata's ``StatefulDataLoader`` (``pip install torchdata``), whose ``state_dict()`` /
+    ``load_state_dict()`` checkpoint the position of every worker of a :class:`TorchIterableDataset`.
     """
     if isinstance(dataset, TorchIterableDataset):
         kwargs.setdefault("batch_size", None)
@@ -202,6 +245,14 @@ def make_dataloader(dataset: Dataset, *, num_workers: int = 0, **kwargs: Any) ->
     if num_workers > 0:
         kwargs.setdefault("multiprocessing_context", "spawn")
         kwargs.setdefault("persistent_workers", True)
+    if stateful:
+        try:
+            from torchdata.stateful_dataloader import StatefulDataLoader
+        except ImportError as exc:
+            raise ConfigError(
+                "make_dataloader(stateful=True) needs torchdata: pip install torchdata"
+            ) from exc
+        return StatefulDataLoader(dataset, num_workers=num_workers, **kwargs)
     return DataLoader(dataset, num_workers=num_workers, **kwargs)
 
 

@@ -14,11 +14,14 @@ from conftest import build, make_documents, write_jsonl
 from tokenmill.cache import CacheReader
 from tokenmill.errors import StateError
 from tokenmill.loader import (
+    Batches,
     BatchIterator,
+    Mixture,
     TokenDataset,
     load_state,
     save_state,
 )
+from tokenmill.testing import assert_resumes
 
 
 @settings(max_examples=12, deadline=None)
@@ -64,9 +67,7 @@ def test_resume_at_any_step_on_any_world_size_continues_the_stream(
             it.next_plan()
     state = json.loads(json.dumps(ranks[0].state_dict()))
     assert all(it.state_dict() == state for it in ranks)  # every rank holds the same global position
-    resumed = [BatchIterator(ds, B, rank=r, world_size=world_after) for r in range(world_after)]
-    for it in resumed:
-        it.load_state_dict(state)
+    resumed = [Batches(ds, B, rank=r, world_size=world_after).iter(state) for r in range(world_after)]
     for step in range(stop_at, total):
         parts = [next(it) for it in resumed]
         got = np.concatenate([np.concatenate([p["input_ids"], p["labels"]], axis=1) for p in parts])
@@ -113,11 +114,11 @@ def test_state_refuses_another_dataset(text_cache, sft_cache):
         (TokenDataset(text_cache, seq_len=64, seed=2, split="validation"), "split: saved 'train'"),
     ]:
         with pytest.raises(StateError, match=needle):
-            BatchIterator(other, 4, rank=0, world_size=1).load_state_dict(state)
+            Batches(other, 4, rank=0, world_size=1).iter(state)
     with pytest.raises(StateError, match="not a tokenmill loader state"):
-        it.load_state_dict({"epoch": 1})
+        it.batches.iter({"epoch": 1})
     with pytest.raises(StateError, match="global batch"):
-        BatchIterator(ds, 3, rank=0, world_size=1).load_state_dict(state)
+        Batches(ds, 3, rank=0, world_size=1).iter(state)
 
 
 def test_state_files_round_trip(tmp_path, text_cache):
@@ -151,9 +152,31 @@ def test_follow_picks_up_appends_at_epoch_boundaries(tmp_path, tokenizer_path):
         assert len(ds) == n0 or it.epoch == 1
     assert len(ds) > n0 and ds.versions[0] > v0
     # a saved state pins its version: a following dataset goes back to it, a static one refuses
-    again = BatchIterator(TokenDataset(cache, seq_len=32, follow=True), 4, rank=0, world_size=1)
-    again.load_state_dict(saved)
+    again = Batches(TokenDataset(cache, seq_len=32, follow=True), 4, rank=0, world_size=1).iter(saved)
     assert again.source.versions == [v0]
     with pytest.raises(StateError, match="cache changed"):
-        BatchIterator(TokenDataset(cache, seq_len=32), 4, rank=0, world_size=1).load_state_dict(saved)
+        Batches(TokenDataset(cache, seq_len=32), 4, rank=0, world_size=1).iter(saved)
     assert len(static) == n0  # an open, non-following dataset keeps its version
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    mode=st.sampled_from(["windows", "packed", "padded"]),
+    world=st.sampled_from([1, 2, 4]),
+    rank=st.integers(0, 3),
+    seed=st.integers(0, 1000),
+    mixed=st.booleans(),
+)
+def test_batches_follow_the_resume_contract(text_cache, sft_cache, mode, world, rank, seed, mixed):
+    """assert_resumes on the description: from the start, mid-epoch, each side of every epoch end, across epochs and
+    at the end of a bounded run, on any rank of any world size; states are small JSON of one structure."""
+    ds = TokenDataset(text_cache, seq_len=512, mode=mode, seed=seed)
+    source = (
+        Mixture([(ds, 0.6), (TokenDataset(sft_cache, seq_len=512, mode=mode), 0.4)], seed=seed)
+        if mixed
+        else ds
+    )
+    per_epoch = source.epoch_length(0) // 8
+    batches = Batches(source, 8, rank=rank % world, world_size=world, epochs=2)
+    items = assert_resumes(batches, max_items=10**6, epoch_length=per_epoch)
+    assert len(items) == sum(source.epoch_length(e) // 8 for e in range(2))

@@ -8,6 +8,7 @@ import pytest
 
 from tokenmill.errors import ConfigError, StateError
 from tokenmill.loader import (
+    Batches,
     BatchIterator,
     Mixture,
     TokenDataset,
@@ -35,15 +36,11 @@ def test_mixture_shares_and_resume(text_cache, sft_cache):
     first = BatchIterator(mix, 8, rank=0, world_size=1)
     for _ in range(5):
         next(first)
-    halves = [BatchIterator(mix, 8, rank=r, world_size=2) for r in range(2)]
-    for h in halves:
-        h.load_state_dict(first.state_dict())
+    halves = [Batches(mix, 8, rank=r, world_size=2).iter(first.state_dict()) for r in range(2)]
     for step in range(5, 12):
         assert np.array_equal(np.concatenate([next(h)["input_ids"] for h in halves]), want[step])
     with pytest.raises(StateError, match="weights"):
-        BatchIterator(Mixture([(a, 0.5), (b, 0.5)], seed=4), 8, rank=0, world_size=1).load_state_dict(
-            first.state_dict()
-        )
+        Batches(Mixture([(a, 0.5), (b, 0.5)], seed=4), 8, rank=0, world_size=1).iter(first.state_dict())
 
 
 def test_mixture_stop_policy_and_mismatch(text_cache, sft_cache):

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokenmill.errors import ConfigError, StateError
-from tokenmill.loader import BatchIterator, Mixture, TokenDataset
+from tokenmill.loader import Batches, BatchIterator, Mixture, TokenDataset
 from tokenmill.sampling.mixture import TICK
 
 B = 16
@@ -82,13 +82,11 @@ def test_resume_at_any_step_on_any_world_size(text_cache, sft_cache, schedule, s
     state = ref.state_dict()
     want = [np.concatenate([p.ids for p in [ref.next_plan()]]) for _ in range(6)]
     ranks = [
-        BatchIterator(
+        Batches(
             mixture(text_cache, sft_cache, mode, schedule=schedule, seed=seed), B, rank=r, world_size=world
-        )
+        ).iter(state)
         for r in range(world)
     ]
-    for it in ranks:
-        it.load_state_dict(state)
     for step in range(6):
         assert np.array_equal(np.concatenate([it.next_plan().ids for it in ranks]), want[step])
 
@@ -113,9 +111,8 @@ def test_an_edit_after_the_checkpoint_continues_and_an_earlier_one_is_refused(te
     state = run.state_dict()
     later = [*SCHEDULE[:2], {"at": 60, "weights": {"sft": 1.0}}, {"at": 300, "weights": {"text": 1.0}}]
     new = mixture(text_cache, sft_cache, schedule=later)
-    resumed = BatchIterator(new, B, rank=0, world_size=1)
     with caplog.at_level(logging.WARNING, logger="tokenmill"):
-        resumed.load_state_dict(state)
+        resumed = Batches(new, B, rank=0, world_size=1).iter(state)
     assert "edited after the checkpoint at step 50" in caplog.text
     start = TICK * (1 + 50 * B // TICK)  # the next tick boundary: at most TICK samples on the old points
     uninterrupted = mixture(text_cache, sft_cache)
@@ -130,16 +127,15 @@ def test_an_edit_after_the_checkpoint_continues_and_an_earlier_one_is_refused(te
         mine = draws[whole[:, 0] == k]
         assert np.array_equal(mine, np.arange(mine.size))
     # the state after the edit keeps it: a later resume rebuilds the same stream without a new warning
-    again = BatchIterator(mixture(text_cache, sft_cache, schedule=later), B, rank=0, world_size=1)
-    again.load_state_dict(resumed.state_dict())
+    again = Batches(mixture(text_cache, sft_cache, schedule=later), B, rank=0, world_size=1).iter(
+        resumed.state_dict()
+    )
     caplog.clear()
     assert np.array_equal(again.next_plan().ids, resumed.next_plan().ids) and "edited" not in caplog.text
     # a point before the checkpoint changed: refused, naming its step
     earlier = [SCHEDULE[0], {"at": 30, "weights": {"text": 0.2, "sft": 0.8}}, SCHEDULE[2]]
     with pytest.raises(StateError, match=r"changed before the checkpoint at step 50.*step\(s\) 30, 40"):
-        BatchIterator(
-            mixture(text_cache, sft_cache, schedule=earlier), B, rank=0, world_size=1
-        ).load_state_dict(state)
+        Batches(mixture(text_cache, sft_cache, schedule=earlier), B, rank=0, world_size=1).iter(state)
 
 
 def test_schedule_errors(text_cache, sft_cache):
@@ -162,9 +158,7 @@ def test_schedule_errors(text_cache, sft_cache):
             Mixture([(a, 0.9), (b, 0.1)], names=["text", "sft"], seed=3), B, rank=0, world_size=1
         )
         next(fixed)
-        BatchIterator(mixture(text_cache, sft_cache), B, rank=0, world_size=1).load_state_dict(
-            fixed.state_dict()
-        )
+        Batches(mixture(text_cache, sft_cache), B, rank=0, world_size=1).iter(fixed.state_dict())
 
 
 class _Prefetched:
@@ -176,10 +170,7 @@ class _Prefetched:
     def iter(self, state=None):
         from tokenmill.torch import PrefetchIterator
 
-        batches = BatchIterator(self.mix, B, rank=0, world_size=1)
-        if state is not None:
-            batches.load_state_dict(state)
-        return PrefetchIterator(batches, depth=3, workers=2)
+        return PrefetchIterator(Batches(self.mix, B, rank=0, world_size=1).iter(state), depth=3, workers=2)
 
 
 def test_the_one_resume_contract_holds_across_every_segment(text_cache, sft_cache):
@@ -222,6 +213,6 @@ def test_a_run_on_fixed_weights_cannot_become_a_moving_schedule(text_cache, sft_
         run.next_plan()
     moving = [*held, {"at": 20, "weights": {"sft": 1.0}}]
     with pytest.raises(StateError, match="had fixed weights"):
-        BatchIterator(
-            mixture(text_cache, sft_cache, schedule=moving), B, rank=0, world_size=1
-        ).load_state_dict(run.state_dict())
+        Batches(mixture(text_cache, sft_cache, schedule=moving), B, rank=0, world_size=1).iter(
+            run.state_dict()
+        )

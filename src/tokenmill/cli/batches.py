@@ -199,7 +199,7 @@ def _tokenizer_for(source: Any, k: int) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tokenmill.loader import BatchIterator, load_state, save_state
+    from tokenmill.loader import Batches, load_state, save_state
 
     if (args.seq_len is not None and args.seq_len < 1) or args.batch_size < 1:
         raise ConfigError("--seq-len and --batch-size must be positive")
@@ -209,13 +209,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "a scheduled mixture is one endless stream (each source cycles on its own): use --steps"
         )
-    it = BatchIterator(source, args.batch_size, rank=args.rank, world_size=args.world_size)
-    if args.resume:
-        it.load_state_dict(load_state(args.resume))
+    batches = Batches(source, args.batch_size, rank=args.rank, world_size=args.world_size)
+    state = load_state(args.resume) if args.resume else None
+    start = batches.iter(state)  # where this run starts; --steps and --epochs count from there
     if args.epochs is not None:
-        it.epochs = it.epoch + args.epochs if args.resume else args.epochs
+        batches = batches.replace(epochs=start.epoch + args.epochs if args.resume else args.epochs)
     else:
-        it.steps = it.step + (args.steps if args.steps is not None else 1)
+        batches = batches.replace(steps=start.step + (args.steps if args.steps is not None else 1))
+    it = batches.iter(state)
     open_seconds = time.perf_counter() - opened
 
     out = sys.stdout

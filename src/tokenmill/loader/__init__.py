@@ -8,8 +8,9 @@ number per epoch, and resuming it (on any number of ranks) is O(1).
 - ``layouts.py``: the three sample layouts (windows, packed, padded); ``streams.py``: where tokens are read from
   (a memory-mapped flat copy, or Lance ``take``).
 - :class:`Mixture` (``mixture.py``) interleaves several datasets by weight, closed-form.
-- :class:`BatchIterator` (``batches.py``) walks global batches of a dataset or mixture and gives each rank its
-  slice; ``state_files.py`` saves its state; ``world.py`` finds the rank and world size.
+- :class:`Batches` (``batches.py``) describes the global batches of a dataset or mixture and each rank's slice;
+  ``batches.iter(state=None)`` opens a :class:`BatchIterator` (the one resume contract of :mod:`tokenmill.state`);
+  ``state_files.py`` saves its state; ``world.py`` finds the rank and world size.
 
 Every sample is a dict of numpy arrays of length ``seq_len``: ``input_ids`` and ``labels`` in the one convention of
 :mod:`tokenmill.labels` (Hugging Face's: aligned with the inputs, -100 where the token is loss-masked, padding, or
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "BatchIterator": "batches",
+    "Batches": "batches",
     "BatchPlan": "batches",
     "IGNORE_INDEX": "tokenmill.labels",
     "LanceStream": "streams",
@@ -51,6 +53,7 @@ _EXPORTS = {
 
 __all__ = [
     "BatchIterator",
+    "Batches",
     "BatchPlan",
     "IGNORE_INDEX",
     "LanceStream",
@@ -74,7 +77,7 @@ __all__ = [
 if TYPE_CHECKING:
     from tokenmill.cache.index import PLAN_FORMAT, materialize_stream
     from tokenmill.labels import IGNORE_INDEX, aligned_labels
-    from tokenmill.loader.batches import BatchIterator, BatchPlan
+    from tokenmill.loader.batches import Batches, BatchIterator, BatchPlan
     from tokenmill.loader.dataset import TokenDataset
     from tokenmill.loader.layouts import MODES, Mode, cu_seqlens_from_position_ids
     from tokenmill.loader.mixture import Mixture

@@ -1,11 +1,16 @@
 """Global batches of a dataset or mixture, this rank's slice of each, and the position as a small JSON state.
 
+:class:`Batches` is the description (immutable; ``iter(state)``), :class:`BatchIterator` its iterator (the one
+contract of :mod:`tokenmill.state`).
+
 Global batch ``g`` of an epoch is positions ``[g*B, (g+1)*B)`` of the epoch order whatever the world size; rank
 ``r`` of ``W`` takes its contiguous ``B/W`` slice, so the stream does not depend on ``W``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +22,7 @@ from tokenmill.loader.mixture import Mixture
 from tokenmill.loader.state_files import STATE_FORMAT, describe_differences
 from tokenmill.loader.world import agreed_versions, resolve_world
 from tokenmill.sampling.sharding import batch_positions, batches_per_epoch, check_world
+from tokenmill.state import ResumableIterator
 
 
 @dataclass(frozen=True)
@@ -29,21 +35,65 @@ class BatchPlan:
     state: dict[str, Any]
 
 
-class BatchIterator:
-    """Global batches of a :class:`TokenDataset` or :class:`Mixture`; this rank's slice of each.
+@dataclass(frozen=True, eq=False)
+class Batches:
+    """Global batches of a :class:`TokenDataset` or :class:`Mixture`, this rank's slice of each: a description.
+
+    Immutable (the one contract of :mod:`tokenmill.state`): ``batches.iter(state=None)`` opens a
+    :class:`BatchIterator` at the start or, in O(1), exactly where ``state`` (a ``state_dict()`` of an earlier
+    iterator, on any world size dividing ``B``) left off; the state is refused, with what differs, when it belongs
+    to another dataset.
 
     Global batch ``g`` of an epoch is positions ``[g*B, (g+1)*B)`` of the epoch order whatever the world size;
     rank ``r`` of ``W`` gets the contiguous ``B/W`` samples at ``r*B/W``. ``epochs``/``steps`` bound the run
-    (``None``: endless); ``drop_last`` drops an epoch's last partial global batch.
+    (``None``: endless; ``steps`` counts global steps from the start of training, not from the state);
+    ``drop_last`` drops an epoch's last partial global batch. Rank and world size default to torch.distributed,
+    else ``RANK``/``WORLD_SIZE``, else 0/1, and are fixed when the description is made.
+    """
 
-    ``state_dict()`` is small and JSON-able (epoch, position in it, steps, seed, fingerprint, cache versions);
-    ``load_state_dict()`` resumes in O(1), exactly, on any world size dividing ``B``.
+    source: TokenDataset | Mixture
+    global_batch_size: int
+    rank: int | None = None
+    world_size: int | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    drop_last: bool = True
+    plan_chunk: int = 8192
+
+    def __post_init__(self) -> None:
+        rank, world_size = resolve_world(self.rank, self.world_size)
+        object.__setattr__(self, "rank", rank)
+        object.__setattr__(self, "world_size", world_size)
+        object.__setattr__(self, "global_batch_size", int(self.global_batch_size))
+        try:
+            check_world(self.global_batch_size, rank, world_size)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+
+    def iter(self, state: dict[str, Any] | None = None) -> BatchIterator:
+        """A fresh iterator at the start, or resumed from ``state`` (which is not modified)."""
+        it = BatchIterator(self)
+        if state is not None:
+            it._resume(state)
+        return it
+
+    def replace(self, **changes: Any) -> Batches:
+        """The same batches with some fields changed (``steps=``, ``epochs=``, ``rank=`` ...)."""
+        return dataclasses.replace(self, **changes)
+
+
+class BatchIterator(ResumableIterator[dict[str, np.ndarray]]):
+    """The iterator of :class:`Batches`: this rank's part of each global batch, as a dict of numpy arrays.
+
+    ``state_dict()`` is small and JSON-able (epoch, position in it, steps, seed, fingerprint, cache versions) and
+    is the position after the last batch returned; resume with ``Batches(...).iter(state)``.
+    ``BatchIterator(source, global_batch_size, ...)`` is ``Batches(source, global_batch_size, ...).iter()``.
     """
 
     def __init__(
         self,
-        source: TokenDataset | Mixture,
-        global_batch_size: int,
+        source: TokenDataset | Mixture | Batches,
+        global_batch_size: int | None = None,
         *,
         rank: int | None = None,
         world_size: int | None = None,
@@ -52,21 +102,47 @@ class BatchIterator:
         drop_last: bool = True,
         plan_chunk: int = 8192,
     ) -> None:
-        self.source = source
-        self.global_batch_size = int(global_batch_size)
-        self.rank, self.world_size = resolve_world(rank, world_size)
-        try:
-            check_world(self.global_batch_size, self.rank, self.world_size)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-        self.epochs, self.steps, self.drop_last = epochs, steps, drop_last
-        self._chunk_batches = max(1, int(plan_chunk) // self.global_batch_size)
+        if isinstance(source, Batches):
+            self.batches = source
+        else:
+            if global_batch_size is None:
+                raise ConfigError("BatchIterator needs a global_batch_size")
+            self.batches = Batches(
+                source, global_batch_size, rank, world_size, epochs, steps, drop_last, plan_chunk
+            )
+        self.source = self.batches.source
+        self._chunk_batches = max(1, int(self.batches.plan_chunk) // self.global_batch_size)
         self._ids_cache: tuple[int, int, np.ndarray] | None = None
         self.epoch = 0
         self.batch_in_epoch = 0
         self.step = 0
         self.samples_consumed = 0
-        self._versions = list(source.versions)
+        self._versions = list(self.source.versions)
+
+    # the description's settings, read-only ----------------------------------------------------------
+    @property
+    def global_batch_size(self) -> int:
+        return self.batches.global_batch_size
+
+    @property
+    def rank(self) -> int:
+        return int(self.batches.rank)  # type: ignore[arg-type]
+
+    @property
+    def world_size(self) -> int:
+        return int(self.batches.world_size)  # type: ignore[arg-type]
+
+    @property
+    def epochs(self) -> int | None:
+        return self.batches.epochs
+
+    @property
+    def steps(self) -> int | None:
+        return self.batches.steps
+
+    @property
+    def drop_last(self) -> bool:
+        return self.batches.drop_last
 
     # position arithmetic ------------------------------------------------------------------------------
     def _epoch_samples(self, epoch: int) -> int:
@@ -132,10 +208,7 @@ class BatchIterator:
         """Read the samples of a plan (thread-safe for memmap reads; safe to run ahead in a prefetch thread)."""
         return self.source.finalize(self.source.fetch(plan.ids))
 
-    def __iter__(self) -> BatchIterator:
-        return self
-
-    def __next__(self) -> dict[str, np.ndarray]:
+    def next(self) -> dict[str, np.ndarray]:
         plan = self.next_plan()
         if plan is None:
             raise StopIteration
@@ -174,7 +247,7 @@ class BatchIterator:
             left -= take
 
     # state --------------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    def get_state(self) -> dict[str, Any]:
         return {
             "format": STATE_FORMAT,
             "epoch": self.epoch,
@@ -193,7 +266,17 @@ class BatchIterator:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume at the saved position. Refused, with what differs, when the state belongs to another dataset."""
+        """Deprecated: open ``Batches(...).iter(state)`` (``it.batches.iter(state)``) instead of moving an iterator."""
+        warnings.warn(
+            "BatchIterator.load_state_dict is deprecated; resume with Batches(...).iter(state)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self._resume(state)
+
+    def _resume(self, state: dict[str, Any]) -> None:
+        """Move a fresh iterator to the saved position. Refused, with what differs, when the state belongs to
+        another dataset."""
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise StateError(f"not a tokenmill loader state (expected format {STATE_FORMAT!r})")
         saved = state.get("fingerprint", {})

@@ -146,18 +146,16 @@ class LoaderBatches:
     pin_memory: bool = False
 
     def iter(self, state: dict[str, Any] | None = None) -> ResumableIterator[dict[str, Any]]:
-        from tokenmill.loader import BatchIterator
+        from tokenmill.loader import Batches
         from tokenmill.torch import PrefetchIterator
 
         config = self.config
-        batches = BatchIterator(
+        batches = Batches(
             open_dataset(config, split="train", shuffle=config.shuffle),
             config.global_batch_size,
             rank=self.rank,
             world_size=self.world_size,
-        )
-        if state is not None:
-            batches.load_state_dict(state)
+        ).iter(state)
         depth = max(1, config.prefetch)
         return PrefetchIterator(
             batches, depth=depth, workers=min(2, depth), pin_memory=self.pin_memory, transform=model_columns

@@ -26,7 +26,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,40 +35,13 @@ from transformers import TrainerCallback
 
 from tokenmill.errors import ConfigError, StateError
 from tokenmill.labels import IGNORE_INDEX
-from tokenmill.state import Resumable, ResumableIterator, with_states
+from tokenmill.state import Resumable, with_states
 
 DATA_STATE_FILE = "tokenmill_data_state.json"
 STATE_FORMAT = "tokenmill.hf-trainer/1"
 _KEEP = ("input_ids", "labels", "shift_labels", "attention_mask", "position_ids", "loss_mask")
 _MODEL = ("input_ids", "labels", "shift_labels", "attention_mask", "position_ids")
 _RING = 1024
-
-
-@dataclass(frozen=True)
-class _LoaderChunks:
-    """The loader's batches of ``chunk`` samples over a dataset or mixture, as a description (``iter(state)``)."""
-
-    source: Any
-    chunk: int
-
-    def iter(self, state: dict[str, Any] | None = None) -> ResumableIterator[dict[str, Any]]:
-        from tokenmill.loader import BatchIterator
-
-        it = BatchIterator(self.source, self.chunk, rank=0, world_size=1)
-        if state is not None:
-            it.load_state_dict(state)
-        return _LoaderChunkIterator(it)
-
-
-class _LoaderChunkIterator(ResumableIterator[dict[str, Any]]):
-    def __init__(self, batches: Any) -> None:
-        self.batches = batches
-
-    def next(self) -> dict[str, Any]:
-        return next(self.batches)
-
-    def get_state(self) -> dict[str, Any]:
-        return self.batches.state_dict()
 
 
 def _chunks(source: Any, chunk: int) -> Resumable[Any]:
@@ -79,7 +51,9 @@ def _chunks(source: Any, chunk: int) -> Resumable[Any]:
 
     if isinstance(source, Pipeline):
         return source.batch(chunk, collate_fn=list)
-    return _LoaderChunks(source, chunk)
+    from tokenmill.loader import Batches
+
+    return Batches(source, chunk, rank=0, world_size=1)
 
 
 def _rows(chunk: Any) -> list[dict[str, Any]]:
