@@ -125,7 +125,7 @@ def world(tmp_path_factory, tokenizer_path) -> Path:
     )
     rc, out = run_cli(
         ["prepare", str(root / "data/train-{00..31}.jsonl.gz"), "--tokenizer", str(root / "tokenizer.json")]
-        + ["--output", str(root / "cache"), "--validation", "0.05", "--workers", "1"]
+        + ["--output", str(root / "cache"), "--validation", "0.05", "--workers", "0"]
     )
     assert rc == 0, out
     return root
