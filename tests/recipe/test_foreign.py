@@ -116,14 +116,17 @@ def test_levanter_pile_mixture_weights_and_policy(tmp_path, tokenizer_path):
 def test_levanter_hf_id(tmp_path, tokenizer_path):
     datasets = pytest.importorskip("datasets")
     docs = make_documents(30, seed=5, max_words=20)
-    datasets.DatasetDict({"train": datasets.Dataset.from_list([{"text": t} for t in docs])}).save_to_disk(
-        str(tmp_path / "wikitext")
-    )
+    splits = {"train": docs[:24], "validation": docs[24:]}
+    datasets.DatasetDict(
+        {k: datasets.Dataset.from_list([{"text": t} for t in v]) for k, v in splits.items()}
+    ).save_to_disk(str(tmp_path / "wikitext"))
     shutil.copy(tokenizer_path, tmp_path / "tokenizer.json")
     conversion = load_foreign(copy_config(tmp_path, "levanter_hf.yaml"))
     hf = conversion.recipe.source("data").hf
     assert hf["name"] == str(tmp_path / "wikitext") and hf["split"] == "train" and not hf.get("streaming")
-    assert any(key == "data.id" for key, _ in conversion.understood)
+    assert hf["validation_split"] == "validation"  # Levanter reads the dataset's own validation split
+    summary = prepare_recipe(conversion.recipe, workers=0)
+    assert [(c.role, c.documents) for c in summary.caches] == [("train", 24), ("validation", 6)]
 
 
 @pytest.mark.parametrize(
@@ -257,3 +260,16 @@ def test_rwkv_lengths_and_test_split_counts(tmp_path):
     assert spec.validation == 1  # RWKV keeps at least one test sample
     native = load_foreign(path).native
     assert parse_recipe(native, base=str(tmp_path)).source("data").urls == [str(tmp_path / "f")]
+
+
+def test_rwkv_hub_source_with_load_dataset_arguments(tmp_path):
+    """The blog's codeparrot/github-code with languages=[Python], as RWKV's source_dataset_params (not built:
+    a hub dataset needs the network)."""
+    path = tmp_path / "r.yaml"
+    data = {"source": "codeparrot/github-code", "source_dataset_params": {"languages": ["Python"]}}
+    path.write_text(yaml.safe_dump({"data": {**data, "tokenizer": "neox", "test_split": 100}}))
+    conversion = load_foreign(path)
+    spec = conversion.recipe.source("data")
+    assert spec.hf["name"] == "codeparrot/github-code" and spec.hf["kwargs"] == {"languages": ["Python"]}
+    assert spec.validation == 100
+    assert any("validation_split: test" in meaning for _, meaning in conversion.understood)

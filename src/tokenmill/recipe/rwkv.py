@@ -195,6 +195,11 @@ def _source(
         r.note("data.source_dataset_params", f"load_dataset arguments {kwargs}")
     spec["hf"] = hf
     r.note("data.source", f"Hugging Face dataset {source}, split {hf['split']}")
+    r.note(
+        "data.source",
+        "whether it has a test split of its own is not known offline: if it has, convert and set "
+        "hf.validation_split: test (RWKV's rule), else test_split applies",
+    )
 
 
 def _local_files(folder: str, input_format: str | None, spec: dict[str, Any], r: Reader, what: str) -> None:
