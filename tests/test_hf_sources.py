@@ -223,3 +223,15 @@ def test_recipe_budget_on_a_streamed_source_never_reaches_the_bad_row(tmp_path, 
     summary = prepare_recipe(load_recipe(tmp_path / "r.yaml"), str(tmp_path / "out"), workers=0)
     (result,) = summary.caches
     assert result.documents == 50 if "documents" in budget else 0 < result.tokens <= 2000
+
+
+def test_a_changed_file_in_a_dataset_folder_is_refused(tmp_path, code_repo):
+    hf = {"name": code_repo, "data_dir": "python"}
+    assert build(tmp_path / "c", hf=hf).documents == 30
+    with open(f"{code_repo}/java/part.jsonl", "a") as f:  # outside data_dir: not this source
+        f.write(json.dumps({"text": "more java"}) + "\n")
+    assert build(tmp_path / "c", hf=hf).status == "nothing to do"
+    with open(f"{code_repo}/python/part.jsonl", "a") as f:
+        f.write(json.dumps({"text": "more python"}) + "\n")
+    with pytest.raises(CacheError, match=r"(?s)changed since.*python"):
+        build(tmp_path / "c", hf=hf)

@@ -300,6 +300,10 @@ def hf_identity(spec: Any) -> dict[str, Any]:
         except (OSError, ValueError):
             out["fingerprint"] = None
     files = _local_data_files(source.data_files)
+    if source.data_files is None and os.path.isdir(source.name) and "fingerprint" not in out:
+        # a script-free dataset folder (data files found by datasets itself), or the part data_dir names
+        root = os.path.join(source.name, str(source.kwargs.get("data_dir", "")))
+        files = _local_data_files(os.path.join(root, "**", "*"))
     if files:
         out["files"] = files
     return out
@@ -322,6 +326,8 @@ def _local_data_files(data_files: Any) -> dict[str, list[int]]:
         if "://" in pattern:
             continue
         for path in sorted(glob.glob(os.path.expanduser(pattern), recursive=True)) or [pattern]:
+            if os.path.isdir(path):
+                continue
             try:
                 st = os.stat(path)
             except OSError:
