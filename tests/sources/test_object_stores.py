@@ -21,7 +21,7 @@ from tokenmill.sources.urls import url_to_fs
 from tokenmill.tokenizer import load_tokenizer
 
 moto_server, s3 = s3_server.moto_server, s3_server.s3  # the shared S3 fixtures
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "import sys; from tokenmill.cli import main; sys.exit(main())"]
 
 
