@@ -14,6 +14,7 @@ The package follows a recipe's life (docs/recipes.md):
 
 * :mod:`~tokenmill.recipe.schema`: :func:`load_recipe` validates all of it before anything runs (an unknown
   key, a value of the wrong type, a weight that is not a number are errors naming the key and its YAML line);
+  :mod:`~tokenmill.recipe.source` one source's keys, checked by the layers that own them;
 * :mod:`~tokenmill.recipe.foreign`: a Levanter or RWKV-infctx ``data:`` section taken as a recipe;
 * :mod:`~tokenmill.recipe.inputs`: every source's files listed, and the tokenizer loaded, before any writing;
 * :mod:`~tokenmill.recipe.layout`: the output folder (``recipe.json`` and one cache per source);
@@ -35,18 +36,20 @@ from tokenmill.recipe.schema import (
     MODES,
     NAME,
     POLICIES,
+    TOP_KEYS,
+    Recipe,
+    is_recipe,
+    load_recipe,
+    parse_recipe,
+)
+from tokenmill.recipe.source import (
     PREPARE_KEYS,
     RECIPE_KEYS,
     RENAMED,
     SAMPLES,
     SOURCE_ONLY,
-    TOP_KEYS,
-    Recipe,
     SourceSpec,
     _format_keys,
-    is_recipe,
-    load_recipe,
-    parse_recipe,
 )
 from tokenmill.sources.hf import HF_KEYS  # the keys an HF source names itself (the rest: load_dataset args)
 

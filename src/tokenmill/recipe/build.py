@@ -26,7 +26,8 @@ from tokenmill.recipe.layout import (
     read_state,
     write_state,
 )
-from tokenmill.recipe.schema import Recipe, SourceSpec, prepare_config
+from tokenmill.recipe.schema import Recipe
+from tokenmill.recipe.source import SourceSpec, prepare_config
 
 ALL_DOCUMENTS = 2**62  # a validation count that puts every document of a cache in the validation split
 

@@ -105,7 +105,7 @@ class Reader:
 
     def path(self, value: str) -> str:
         """A path as the tool means it: relative to the config file's folder (tokenmill's rule for recipes)."""
-        from tokenmill.recipe.schema import resolve_path
+        from tokenmill.recipe.source import resolve_path
 
         return resolve_path(value, self.base)
 

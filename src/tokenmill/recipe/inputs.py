@@ -11,7 +11,8 @@ from typing import Any
 from tokenmill.cache import store
 from tokenmill.config import Where
 from tokenmill.errors import TokenmillError
-from tokenmill.recipe.schema import Recipe, SourceSpec
+from tokenmill.recipe.schema import Recipe
+from tokenmill.recipe.source import SourceSpec
 
 
 def _where(recipe: Recipe) -> Where:
