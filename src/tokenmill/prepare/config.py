@@ -72,7 +72,8 @@ class PrepareConfig(Config):
     allow_empty: bool = False
     executor: str = option("local", choices=("local", "ray"))
     ray_address: str | None = None
-    hf: dict[str, Any] | None = None
+    # a Hugging Face dataset: load_dataset's arguments (or just its name), read by sources.HFSource
+    hf: dict[str, Any] | None = option(None, coerce=lambda v: {"name": v} if isinstance(v, str) else v)
     trust_remote_code: bool = False
     storage_options: dict[str, str] | None = None
     # a seeded random subset ("random": units in a shuffled order, records through a shuffle buffer per unit)
