@@ -8,7 +8,8 @@ How a page is read (the conventions a page writer follows):
   :func:`world`).
 - ```` ```bash ```` blocks: each ``tokenmill ...`` command runs through the in-process entry point
   (``tokenmill.cli.main``), each ``python examples/...`` script in a subprocess; ``export A=B`` sets the
-  environment; other lines (``make``, ``torchrun``, benchmarks) are not run.
+  environment; ``> FILE`` after a command writes its standard output to FILE; other lines (``make``,
+  ``torchrun``, benchmarks) are not run.
 - a ```` ```text ```` block right after a runnable block is what that block prints: compared line by line, where
   ``...`` stands for any text (timings, absolute paths). A command whose output shows ``error:`` must fail.
 - a block right below ``<!-- file: NAME -->`` is written to NAME (a config the next commands read);
@@ -51,7 +52,6 @@ SLOW_PAGES: set[str] = set()
 PENDING: dict[str, str] = {
     page: "being made runnable as written (issue 14, item 7)"
     for page in (
-        "docs/loading.md",
         "docs/pipeline.md",
         "docs/prepare.md",
         "docs/recipes.md",
@@ -131,17 +131,21 @@ def world(tmp_path_factory, tokenizer_path) -> Path:
     return root
 
 
-def run_cli(argv: list[str]) -> tuple[int, str]:
-    """``tokenmill ARGV`` in this process: exit code and everything it printed."""
+def run_cli(argv: list[str], stdout_to: Path | None = None) -> tuple[int, str]:
+    """``tokenmill ARGV`` in this process: exit code and what it printed (stdout goes to ``stdout_to`` when
+    given, as with ``> FILE``)."""
     from tokenmill.cli import main
 
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             rc = main(argv)
         except SystemExit as exc:  # argparse: --help, usage errors
             rc = exc.code if isinstance(exc.code, int) else 1
-    return int(rc or 0), buf.getvalue()
+    if stdout_to is not None:
+        stdout_to.write_text(out.getvalue(), encoding="utf-8")
+        return int(rc or 0), err.getvalue()
+    return int(rc or 0), out.getvalue() + err.getvalue()
 
 
 # --- running a page --------------------------------------------------------------------------------------------
@@ -166,13 +170,16 @@ def run_shell(block: Block, env: pytest.MonkeyPatch) -> str | None:
         runs = argv[0] == "tokenmill" or (
             argv[0] in ("python", "python3") and argv[1:2] != [] and argv[1].startswith("examples/")
         )
+        target = None
+        if len(argv) > 2 and argv[-2] == ">":  # `... > FILE`: stdout into FILE
+            argv, target = argv[:-2], Path(argv[-1])
         if runs and any(tok in ("|", ">", "&&", ";") for tok in argv):
             raise AssertionError(
                 f"{block.page}:{block.line}: shell syntax the docs test does not run: {command}"
             )
         if argv[0] == "tokenmill":
             ran = True
-            rc, out = run_cli(argv[1:])
+            rc, out = run_cli(argv[1:], stdout_to=target)
             printed.append(out)
             if rc != 0:
                 return _failed(block, command, rc, "".join(printed))
