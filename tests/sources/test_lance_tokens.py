@@ -99,6 +99,8 @@ def test_token_ids_outside_the_vocabulary_name_dataset_row_and_field(tmp_path, t
 
 def test_what_cannot_be_taken_over_is_refused_clearly(tmp_path, tokenizer_path, jsonl_shards):
     lance.write_dataset(pa.table({"text": ["a", "b"]}), str(tmp_path / "text.lance"))
+    with pytest.raises(SourceError, match="no Lance dataset here"):
+        build(tmp_path / "missing.lance", tmp_path / "c0", tokenizer_path)
     with pytest.raises(SourceError, match="without a column of token ids"):
         build(tmp_path / "text.lance", tmp_path / "c", tokenizer_path)
     src = tutorial_dataset(tmp_path / "t.lance", [[1, 2, 3]])

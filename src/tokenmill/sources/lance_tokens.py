@@ -99,10 +99,14 @@ def open_token_dataset(
         SourceError: not a Lance dataset, or no column of integers (or lists of integers) to take tokens from.
     """
     lance = _lance()
+    local = uri[len("file://") :] if uri.startswith("file://") else uri
+    if "://" not in local and not os.path.isdir(os.path.join(local, "_versions")):
+        raise SourceError("no Lance dataset here (no folder, or no _versions/ in it)", path=uri)
     try:
         ds = lance.dataset(uri, storage_options=storage_options)
     except (OSError, ValueError) as e:
-        raise SourceError(f"cannot open this Lance dataset: {e}", path=uri) from None
+        detail = str(e).split(", /")[0]  # Lance appends the Rust source locations
+        raise SourceError(f"cannot open this Lance dataset: {detail}", path=uri) from None
     schema = ds.schema
     candidates = [f for f in schema if _integer(f.type) or _list_of_integers(f.type)]
     if column is not None:
