@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import make_documents, write_jsonl
 from tokenmill.cache import read_manifest
@@ -273,3 +275,32 @@ def test_rwkv_hub_source_with_load_dataset_arguments(tmp_path):
     assert spec.hf["name"] == "codeparrot/github-code" and spec.hf["kwargs"] == {"languages": ["Python"]}
     assert spec.validation == 100
     assert any("validation_split: test" in meaning for _, meaning in conversion.understood)
+
+
+WEIRD = ["x", 5, -1, 0.5, [1], ["a"], {"a": 1}, None, True]
+BASES = [
+    ({"source": "json", "source_data_dir": "f", "tokenizer": "neox"}, "rwkv"),
+    ({"source": "org/dataset", "tokenizer": "neox"}, "rwkv"),
+    ({"train_urls": ["f/a.jsonl"], "tokenizer": "bytes"}, "levanter"),
+    ({"configs": {"a": {"train_urls": ["f/a.jsonl"]}}, "train_weights": {"a": 1}}, "levanter"),
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(base=st.sampled_from(BASES), key_index=st.integers(0, 200), value=st.sampled_from(WEIRD))
+def test_any_value_of_any_key_is_read_or_refused_never_a_traceback(tmp_path_factory, base, key_index, value):
+    """Any key of either tool with a value of any YAML type: a recipe, or a ConfigError naming file and key."""
+    from tokenmill.recipe import levanter, rwkv
+
+    section, tool = base
+    keys = rwkv.KEYS if tool == "rwkv" else levanter.KEYS
+    key = keys[key_index % len(keys)]
+    folder = tmp_path_factory.getbasetemp() / "weird"
+    (folder / "f").mkdir(parents=True, exist_ok=True)
+    (folder / "f" / "a.jsonl").write_text('{"text": "x"}\n')
+    path = folder / "c.yaml"
+    path.write_text(yaml.safe_dump({"data": {**section, key: value}, "model": {"ctx_len": 64}}))
+    try:
+        load_foreign(path)
+    except ConfigError as exc:
+        assert str(path) in str(exc)

@@ -114,6 +114,16 @@ class Reader:
             raise self.where.error(key, f"must be a string, got {value!r}")
         return value
 
+    def integer(self, key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.where.error(key, f"must be an integer, got {value!r}")
+        return value
+
+    def mapping(self, key: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.where.error(key, f"must be a mapping, got {value!r}")
+        return dict(value)
+
     def strings(self, key: str, value: Any) -> list[str]:
         if isinstance(value, str):
             value = [value]

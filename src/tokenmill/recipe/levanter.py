@@ -142,7 +142,7 @@ def _mixture(section: dict[str, Any], r: Reader) -> tuple[dict[str, Any], str]:
     for name in weights:
         if name not in configs:
             raise r.where.error(f"data.train_weights.{name}", f"no config named {name!r} in data.configs")
-    strategy = section.get("stop_strategy", "restart")
+    strategy = r.string("data.stop_strategy", section.get("stop_strategy", "restart"))
     policy = {"restart": "repeat", "first_exhausted": "stop"}.get(strategy)
     if policy is None:
         raise r.refuse(

@@ -99,7 +99,8 @@ def convert(data: dict[str, Any], r: Reader) -> dict[str, Any]:
     else:
         _source(section, r.string("data.source", source), spec, native, r)
     if section.get("data_path_storage_options"):
-        native["storage_options"] = dict(section["data_path_storage_options"])
+        options = r.mapping("data.data_path_storage_options", section["data_path_storage_options"])
+        native["storage_options"] = options
         r.note("data.data_path_storage_options", "storage_options of the output folder")
     if source is not None:
         _records(section, spec, r)
@@ -158,7 +159,7 @@ def _source(
         native["output"] = r.path(r.string("data.data_path", data_path))
         r.note("data.data_path", f"output folder {native['output']} (where RWKV would save its dataset)")
     directory = section.get("source_data_dir")
-    params = section.get("source_dataset_params") or {}
+    params = r.mapping("data.source_dataset_params", section.get("source_dataset_params") or {})
     if source in BUILDERS:
         if directory is None:
             raise r.where.error(
@@ -354,7 +355,7 @@ def _sampling(section: dict[str, Any], data: dict[str, Any], native: dict[str, A
     """How samples are cut: text rechunking is the windows mode, packing the packed mode, else one document each."""
     model = data.get("model") if isinstance(data.get("model"), dict) else {}
     source = section.get("source")
-    size = int(section.get("text_rechunk_size", 4096) or 0)
+    size = r.integer("data.text_rechunk_size", section.get("text_rechunk_size", 4096) or 0)
     auto = section.get("text_rechunk_auto", True)
     force = bool(section.get("text_rechunk_force", False))
     rechunk = size > 0 and ((source == "text" and (auto or force)) or (source != "text" and force))
@@ -366,7 +367,7 @@ def _sampling(section: dict[str, Any], data: dict[str, Any], native: dict[str, A
             "(the cache keeps whole documents)",
         )
     elif section.get("packing_enable"):
-        chunk = int(section.get("packing_chunksize", 4096))
+        chunk = r.integer("data.packing_chunksize", section.get("packing_chunksize", 4096))
         native["mode"], native["seq_len"] = "packed", chunk
         r.note("data.packing_enable", f"mode packed, seq_len {chunk} (packing_chunksize)")
     elif isinstance(model.get("ctx_len"), int):
