@@ -69,6 +69,8 @@ def test_levanter_tldr_prepare_inspect_batches_convert(levanter_tldr, tmp_path, 
     val = read_manifest(str(tmp_path / "cache" / "data.validation"))
     assert train.documents == 40 and val.documents == 10 and val.splits["validation"].documents == 10
 
+    assert cli_main(["prepare", "--config", str(levanter_tldr), "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["sources"]["data"]["weight"] == 1.0
     assert cli_main(["inspect", "--config", str(levanter_tldr), "--seq-len", "16"]) == 0
     assert "data" in capsys.readouterr().out
     args = ["batches", "--config", str(levanter_tldr), "--seq-len", "16", "--batch-size", "2", "--digest"]

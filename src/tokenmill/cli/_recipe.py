@@ -4,6 +4,7 @@ parse, call :mod:`tokenmill.recipe`, print."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tokenmill.cli._common import human, print_json
@@ -67,12 +68,18 @@ def run_prepare(args: argparse.Namespace) -> int:
     from tokenmill.recipe import prepare_recipe
 
     foreign = not args.recipe
-    owned = [n for n in _RECIPE_OWNS if not (foreign and n in ("config", "tokenizer"))]
+    owned = [n for n in _RECIPE_OWNS if not (foreign and n in ("config", "tokenizer", "print_config"))]
     given = [name for name in owned if getattr(args, name, None) not in (None, [], False)]
     if given:
         flags = ", ".join("SOURCE" if n == "sources" else "--" + n.replace("_", "-") for n in given)
         beside = "--recipe" if args.recipe else "a Levanter or RWKV-infctx --config"
         raise ConfigError(f"{flags}: set these per source in the recipe, not beside {beside}")
+    if foreign and args.print_config:  # the native recipe this file stands for (`tokenmill recipe convert`)
+        from tokenmill.recipe import load_foreign
+
+        conversion = load_foreign(args.config, tokenizer=args.tokenizer, output=args.output)
+        sys.stdout.write(conversion.to_yaml(os.path.dirname(os.path.abspath(args.config))))
+        return 0
     recipe = recipe_of(args, build=True)
 
     def log(result) -> None:
