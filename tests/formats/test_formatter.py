@@ -115,7 +115,14 @@ def test_one_encode_batch_call_per_kind_for_the_whole_batch(chat_dir, monkeypatc
         calls.append(parse_special)
         return real(texts, parse_special=parse_special)
 
+    real_flat = tokenizer.encode_flat
+
+    def spy_flat(texts):  # plain text: one flat buffer from the engine (prepare's hot path)
+        calls.append(False)
+        return real_flat(texts)
+
     monkeypatch.setattr(tokenizer, "encode_batch", spy)
+    monkeypatch.setattr(tokenizer, "encode_flat", spy_flat)
     records = [{"text": f"doc {i}"} for i in range(50)] + [{"messages": CONVERSATION}] * 5
     records += [{"instruction": "a", "output": "b"}] * 5
     results = fmt(tokenizer).encode_records(records)

@@ -138,3 +138,28 @@ def test_transformers_kwargs_refused_with_what_to_use(llama_style, kwargs, says)
 def test_unsupported_object_says_what_is_accepted():
     with pytest.raises(TokenizerError, match="transformers tokenizer"):
         Pipeline.from_sequence(["x"]).tokenize(object())
+
+
+def test_prepare_takes_the_object_and_names_the_engine(llama_style, jsonl_shards, tmp_path):
+    import json
+
+    from tokenmill.cache.reader import CacheReader
+    from tokenmill.prepare import PrepareConfig, prepare
+
+    hf = transformers.AutoTokenizer.from_pretrained(str(llama_style))
+    sources = [str(p) for p in jsonl_shards]
+    streams = {}
+    for label, tokenizer, engine in (
+        ("object", hf, "auto"),
+        ("path", str(llama_style), "auto"),
+        ("forced", str(llama_style), "tokenizers"),
+    ):
+        out = tmp_path / label
+        cfg = PrepareConfig(sources=sources, output=str(out), tokenizer=tokenizer, workers=1, engine=engine)
+        prepare(cfg, progress=False)
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["tokenizer"]["engine"] == ("tokenizers" if engine == "tokenizers" else "fastokens")
+        reader = CacheReader(str(out))
+        streams[label] = reader.take_rows(reader.split_index("train").rows, with_mask=False)[0].tolist()
+        assert manifest["tokenizer"]["fingerprint"] == load_tokenizer(llama_style).fingerprint
+    assert streams["object"] == streams["path"] == streams["forced"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any
@@ -43,3 +44,14 @@ def human(n: float) -> str:
             return f"{n:.3g}{unit}" if unit else f"{n:g}"
         n /= 1000
     return f"{n:.3g}P"
+
+
+def add_engine_argument(p: argparse.ArgumentParser) -> None:
+    from tokenmill.tokenizer.engine import ENGINES
+
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="the encoding engine: auto (default) picks the fastest one proven to give the tokenizer's own ids",
+    )

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from tokenmill.cli._common import human, parse_key_values, parse_number, print_json
+from tokenmill.cli._common import add_engine_argument, human, parse_key_values, parse_number, print_json
 from tokenmill.config import Where, key_lines, load_yaml
 from tokenmill.errors import ConfigError
 from tokenmill.sources.detect import FORMATS as INPUT_FORMATS
@@ -50,6 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tokenizer", help="tokenizer.json, HF name or folder, tiktoken name or .tiktoken file, or 'bytes'"
     )
+    add_engine_argument(p)
     p.add_argument("--output", "-o", help="cache folder or URL")
     p.add_argument(
         "--input-format",
@@ -165,6 +166,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         "executor",
         "ray_address",
         "trust_remote_code",
+        "engine",
     ]
     for name in simple:
         value = getattr(args, name)

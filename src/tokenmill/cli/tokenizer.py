@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 
-from tokenmill.cli._common import parse_key_values, print_json
+from tokenmill.cli._common import add_engine_argument, parse_key_values, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,17 +27,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     i.add_argument("spec")
     add_engine_argument(i)
     i.set_defaults(run=run_info)
-
-
-def add_engine_argument(p: argparse.ArgumentParser) -> None:
-    from tokenmill.tokenizer.engine import ENGINES
-
-    p.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default="auto",
-        help="the encoding engine: auto (default) picks the fastest one proven to give the tokenizer's own ids",
-    )
 
 
 def _texts(args: argparse.Namespace) -> Iterator[str]:

@@ -97,22 +97,28 @@ class RecordFormatter:
             return self.chat.layout(rec)
         return layout_tokens(self.config, rec, self.tokenizer.vocab_size)
 
-    def _tokenize(self, layouts: list[Layout | RecordError]) -> dict[tuple[int, str], list[int]]:
+    def _tokenize(self, layouts: list[Layout | RecordError]) -> dict[tuple[int, str], Any]:
         wanted: dict[int, dict[str, None]] = {PLAIN: {}, SPECIAL: {}}
         for lay in layouts:
             if isinstance(lay, Layout):
                 for text, kind, _ in lay.parts:
                     if kind is not None:
                         wanted[kind][text] = None
-        out: dict[tuple[int, str], list[int]] = {}
+        out: dict[tuple[int, str], Any] = {}
         for kind, texts in wanted.items():
-            if texts:
-                keys = list(texts)
-                ids = self.tokenizer.encode_batch(keys, parse_special=kind == SPECIAL)
-                out.update(zip(((kind, k) for k in keys), ids, strict=True))
+            if not texts:
+                continue
+            keys = list(texts)
+            if kind == SPECIAL:
+                ids = self.tokenizer.encode_batch(keys, parse_special=True)
+            else:  # one uint32 buffer from the engine, sliced: no Python int per token (prepare's hot path)
+                flat, offsets = self.tokenizer.encode_flat(keys)
+                bounds = offsets.tolist()
+                ids = [flat[bounds[i] : bounds[i + 1]] for i in range(len(keys))]
+            out.update(zip(((kind, k) for k in keys), ids, strict=True))
         return out
 
-    def _assemble(self, lay: Layout, tokens: dict[tuple[int, str], list[int]]) -> Encoded | RecordError:
+    def _assemble(self, lay: Layout, tokens: dict[tuple[int, str], Any]) -> Encoded | RecordError:
         cfg = self.config
         pieces: list[np.ndarray] = []
         flags: list[bool | np.ndarray] = []

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from tokenmill.cache.layout import DEFAULT_ROW_TOKENS
 from tokenmill.config import Config, OptionError, check_options, option
 from tokenmill.errors import ConfigError
+from tokenmill.tokenizer.engine import ENGINES
 
 
 def _validation(value: Any) -> str | None:
@@ -38,6 +39,7 @@ class PrepareConfig(Config):
         "storage_options",
         "unit_bytes",
         "tokenizer",
+        "engine",
         "hf",
         "dedup_seen",
         "rebuild_changed",
@@ -46,7 +48,10 @@ class PrepareConfig(Config):
 
     sources: list[str] = option(factory=list)
     output: str = ""
-    tokenizer: str = ""
+    # a path or name, or (Python API) a tokenizer object: transformers, tokenizers, tiktoken
+    tokenizer: Any = ""
+    # the encoding engine: "auto" picks the fastest one proven to give the tokenizer's own ids
+    engine: str = option("auto", choices=ENGINES)
     input_format: str | None = None
     text_split: str = option("document", choices=("document", "lines"))
     format: dict[str, Any] = option(factory=dict)

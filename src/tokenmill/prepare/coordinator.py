@@ -21,7 +21,7 @@ from tokenmill.cache.manifest import Manifest, read_manifest, write_manifest
 from tokenmill.cache.reader import CacheReader
 from tokenmill.cache.writer import CacheCommitter, LedgerState
 from tokenmill.dedup import load_committed_keys, write_cache_keys
-from tokenmill.errors import CacheError, ConfigError
+from tokenmill.errors import CacheError, ConfigError, TokenmillError
 from tokenmill.prepare.changes import changed_sources, new_urls, record_identities
 from tokenmill.prepare.config import PrepareConfig
 from tokenmill.prepare.dispatch import Dispatch, Progress, limit_reached
@@ -29,7 +29,7 @@ from tokenmill.prepare.executors import Executor, LocalExecutor, WorkerFunctions
 from tokenmill.prepare.plan import adopt_token_datasets, identity_hash, plan_units
 from tokenmill.prepare.records import Counts, Unit, WorkerSetup
 from tokenmill.prepare.summary import PrepareSummary, summarize
-from tokenmill.prepare.worker import init_worker, process_unit
+from tokenmill.prepare.worker import init_worker, process_unit, unit_records
 from tokenmill.sources.identity import describe_changes
 
 
@@ -82,6 +82,8 @@ def _prepare_locked(
         status = "resumed"
 
     manifest = _start_manifest(config, cache, tokenizer, dtype.name, identity, manifest)
+    if config.engine == "auto" and state.through < len(units):
+        tokenizer.check_documents(_first_texts(config, units[state.through]))
     setup = WorkerSetup(
         tokenizer_dir=store.local_path(store.join(cache, "tokenizer"))
         if store.is_local(cache)
@@ -90,6 +92,8 @@ def _prepare_locked(
         dtype=dtype.name,
         trust_remote_code=config.trust_remote_code,
         tokenizer_threads=max(1, (os.cpu_count() or 1) // max(1, _workers(config))),
+        engine=tokenizer.engine,
+        engine_proven=config.engine == "auto",
     )
     before = Counts.from_json(state.stats)
     state = _run(config, cache, units, state, setup, committer, manifest, progress, lock)
@@ -104,6 +108,25 @@ def _prepare_locked(
     return summarize(
         cache, manifest, status, elapsed, after.tokens - before.tokens, after.bytes - before.bytes, notes
     )
+
+
+def _first_texts(config: PrepareConfig, unit: Unit) -> list[str]:
+    """The text of the first documents of ``unit`` (about ``VERIFY_CHARS``), on which the engine chosen for the
+    tokenizer is compared with the tokenizer's own library before the workers run it alone."""
+    from tokenmill.tokenizer.engine import VERIFY_CHARS
+
+    texts: list[str] = []
+    size = 0
+    try:
+        for rec in unit_records(unit, config, on_bad=lambda err: None):
+            values = rec.record.values() if isinstance(rec.record, dict) else [rec.record]
+            texts += [v for v in values if isinstance(v, str)]
+            size = sum(map(len, texts))
+            if size >= VERIFY_CHARS:
+                break
+    except TokenmillError:  # a source the workers will report properly
+        pass
+    return texts
 
 
 def _resolve_output(config: PrepareConfig) -> str:
@@ -133,8 +156,13 @@ def _load_tokenizer(config: PrepareConfig, cache: str) -> tuple[Any, str]:
                 "no tokenizer given: pass --tokenizer (a tokenizer.json, HF name/folder, tiktoken, bytes)"
             )
         config.tokenizer = existing
-    local = store.local_copy(config.tokenizer, so)  # e.g. the tokenizer of a cache in a bucket
-    return load_tokenizer(local, trust_remote_code=config.trust_remote_code), local
+    if not isinstance(config.tokenizer, (str, os.PathLike)):  # a tokenizer object (Python API)
+        tokenizer = load_tokenizer(config.tokenizer, engine=config.engine)
+        config.tokenizer = f"{type(config.tokenizer).__name__} object {tokenizer.name!r}"
+        local = tokenizer.save(tempfile.mkdtemp(prefix="tokenmill-tokenizer-"))
+        return tokenizer, str(local)
+    local = store.local_copy(os.fspath(config.tokenizer), so)  # e.g. the tokenizer of a cache in a bucket
+    return load_tokenizer(local, trust_remote_code=config.trust_remote_code, engine=config.engine), local
 
 
 def _check_format(config: PrepareConfig, tokenizer: Any) -> None:
@@ -291,7 +319,12 @@ def _run(
 ) -> LedgerState:
     """Run the uncommitted units on the configured executor; returns the final ledger state."""
     executor = make_executor(config, setup, WorkerFunctions(init=init_worker, run=process_unit))
-    bar = Progress(progress, sum(u.bytes for u in units), sum(u.bytes for u in units[: state.through]))
+    bar = Progress(
+        progress,
+        sum(u.bytes for u in units),
+        sum(u.bytes for u in units[: state.through]),
+        label=f"prepare [{setup.engine}]",
+    )
     try:
         return Dispatch(config, cache, units, state, executor, committer, bar, manifest, lock).run()
     finally:

@@ -226,7 +226,9 @@ def seen_keys(config: PrepareConfig, cache: str, through: int) -> SeenKeys:
 class Progress:
     """A progress bar on a terminal (documents, tokens, MB/s, ETA from bytes); silent in pipes and CI."""
 
-    def __init__(self, enabled: bool | None, total_bytes: int, done_bytes: int) -> None:
+    def __init__(
+        self, enabled: bool | None, total_bytes: int, done_bytes: int, label: str = "prepare"
+    ) -> None:
         if enabled is None:
             enabled = sys.stderr.isatty() and not os.environ.get("CI")
         self.bar = None
@@ -239,7 +241,7 @@ class Progress:
                 unit="B",
                 unit_scale=True,
                 unit_divisor=1000,
-                desc="prepare",
+                desc=label,
                 file=sys.stderr,
             )
 

@@ -98,6 +98,10 @@ class WorkerSetup:
     dtype: str
     trust_remote_code: bool = False
     tokenizer_threads: int | None = None
+    # the engine the coordinator chose; "proven": chosen by "auto" (workers skip the probe set and check only
+    # their first documents), else forced by the user
+    engine: str = "auto"
+    engine_proven: bool = False
 
 
 @dataclass(frozen=True)

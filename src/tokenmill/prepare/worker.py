@@ -62,10 +62,16 @@ def _load(setup: WorkerSetup) -> None:
     if setup.tokenizer_threads:
         os.environ["RAYON_NUM_THREADS"] = str(setup.tokenizer_threads)
         os.environ["RAYON_RS_NUM_CPUS"] = str(setup.tokenizer_threads)
+        os.environ["FASTOKENS_BPE_THREADS"] = str(setup.tokenizer_threads)
     from tokenmill.formats import FormatConfig, RecordFormatter
     from tokenmill.tokenizer import load_tokenizer
 
-    tokenizer = load_tokenizer(setup.tokenizer_dir, trust_remote_code=setup.trust_remote_code)
+    tokenizer = load_tokenizer(
+        setup.tokenizer_dir,
+        trust_remote_code=setup.trust_remote_code,
+        engine=setup.engine,
+        proven=setup.engine_proven,
+    )
     config = PrepareConfig.from_dict(setup.config)
     dtype = np.dtype(setup.dtype)
     _WORKER[:] = [

