@@ -53,7 +53,6 @@ PENDING: dict[str, str] = {
     page: "being made runnable as written (issue 14, item 7)"
     for page in (
         "docs/pipeline.md",
-        "docs/prepare.md",
         "docs/recipes.md",
     )
 }
