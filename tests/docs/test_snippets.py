@@ -52,7 +52,6 @@ SLOW_PAGES = {"docs/training.md"}  # five training runs and a Trainer: about 100
 PENDING: dict[str, str] = {
     page: "being made runnable as written (issue 14, item 7)"
     for page in (
-        "docs/pipeline.md",
         "docs/recipes.md",
     )
 }
