@@ -176,3 +176,10 @@ def test_states_are_plain_json_and_a_subclass_can_bring_its_own_iter():
     state = it.state_dict()
     assert json.loads(json.dumps(state)) == state
     assert list(ds.iter(state_dict=state)) == [{"left": 10}, {"left": 0}]
+
+
+def test_dataloader_workers_split_the_stream():
+    """Each worker reads its own share (epochraft would give every worker the whole stream)."""
+    ds = CheckpointableDataset.from_sequence([{"input_ids": [i, i + 1]} for i in range(8)]).chunk(2)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+    assert sorted(b["input_ids"].tolist() for b in loader) == [[i, i + 1] for i in range(8)]
