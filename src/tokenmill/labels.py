@@ -8,8 +8,10 @@ predict the next one). So ``model(**batch)`` on a transformers causal LM compute
 
 Anything already shifted has another name: ``shift_labels[t]`` is the target of input ``t``. The loader's windows
 mode reads ``seq_len + 1`` tokens per sample, and the last input's target does not fit in aligned labels, so its
-batches carry ``shift_labels`` too; transformers' causal-LM loss (``ForCausalLMLoss``, transformers >= 4.46) uses
-``shift_labels`` instead of shifting ``labels`` when it is given, so no prediction is lost.
+batches carry ``shift_labels`` too; transformers' causal-LM loss (``ForCausalLMLoss``, since transformers 4.50,
+huggingface/transformers#36607) uses ``shift_labels`` instead of shifting ``labels`` when it is given, so no
+prediction is lost. A few model heads dropped it before huggingface/transformers#48493 (Gemma3, Llama4, Bloom, some
+VLMs); ``tests/loader/test_hf_loss.py`` checks Llama, ``tests/test_train_hf.py`` GPT-2.
 :func:`next_token_targets` gives the targets of a batch either way, for a loss written by hand.
 """
 
