@@ -12,10 +12,12 @@ record format and keys, validation set, subset, dedup and weight::
 
 The package follows a recipe's life (docs/recipes.md):
 
-* :mod:`~tokenmill.recipe.schema`: :func:`load_recipe` validates all of it before anything runs (an unknown
+* :mod:`~tokenmill.recipe.load` and :mod:`~tokenmill.recipe.schema`: :func:`load_recipe` validates all of it
+  before anything runs (an unknown
   key, a value of the wrong type, a weight that is not a number are errors naming the key and its YAML line);
   :mod:`~tokenmill.recipe.source` one source's keys, checked by the layers that own them;
-* :mod:`~tokenmill.recipe.foreign`: a Levanter or RWKV-infctx ``data:`` section taken as a recipe;
+* :mod:`~tokenmill.recipe.foreign`: a Levanter or RWKV-infctx ``data:`` section taken as a recipe (each key read
+  by :mod:`~tokenmill.recipe.section`);
 * :mod:`~tokenmill.recipe.inputs`: every source's files listed, and the tokenizer loaded, before any writing;
 * :mod:`~tokenmill.recipe.layout`: the output folder (``recipe.json`` and one cache per source);
 * :mod:`~tokenmill.recipe.build`: :func:`prepare_recipe` brings each cache up to date (fingerprints);
@@ -29,6 +31,7 @@ from tokenmill.recipe.build import ALL_DOCUMENTS, CacheResult, RecipeSummary, pr
 from tokenmill.recipe.foreign import Conversion, is_foreign, load_foreign
 from tokenmill.recipe.inputs import SourceInputs, check_inputs
 from tokenmill.recipe.layout import STATE_FILE, STATE_FORMAT, VALIDATION_SUFFIX, cache_path
+from tokenmill.recipe.load import load_recipe
 from tokenmill.recipe.plot import plot_schedule, plot_shares
 from tokenmill.recipe.read import recipe_caches, recipe_datasets, recipe_mixture, source_split
 from tokenmill.recipe.report import recipe_report
@@ -39,7 +42,6 @@ from tokenmill.recipe.schema import (
     TOP_KEYS,
     Recipe,
     is_recipe,
-    load_recipe,
     parse_recipe,
 )
 from tokenmill.recipe.source import (

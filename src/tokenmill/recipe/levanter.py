@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tokenmill.recipe.foreign import Reader
+from tokenmill.recipe.section import Reader
 
 SOURCE_KEYS = (
     "id",

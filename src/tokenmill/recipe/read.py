@@ -8,7 +8,8 @@ from typing import Any
 
 from tokenmill.errors import CacheError, ConfigError
 from tokenmill.recipe.layout import cache_path, is_complete
-from tokenmill.recipe.schema import Recipe, load_recipe
+from tokenmill.recipe.load import load_recipe
+from tokenmill.recipe.schema import Recipe
 
 
 def source_split(recipe: Recipe, output: str, name: str, split: str = "train") -> tuple[str, str]:

@@ -14,7 +14,7 @@ import os
 import re
 from typing import Any
 
-from tokenmill.recipe.foreign import Reader
+from tokenmill.recipe.section import Reader
 
 BUILDERS = {"text": "text", "json": "jsonl", "csv": "csv", "parquet": "parquet"}
 # how the dataset is built or served, not what it holds: noted and left to tokenmill's own options
