@@ -9,6 +9,8 @@ The public API, by stage (heavy modules load on first use, so ``import tokenmill
 - load: :class:`TokenDataset`, :class:`Mixture`, :class:`BatchIterator`, :class:`Pipeline`
 - recipes: :func:`load_recipe`, :func:`prepare_recipe`, :func:`recipe_mixture`, :func:`recipe_report`
 - torch (optional): ``tokenmill.torch``; train (optional): ``tokenmill.train``
+- resuming: every stateful piece follows one contract (``tokenmill.state``: ``description.iter(state)`` gives an
+  iterator with ``state_dict()`` and ``close()``); ``tokenmill.testing.assert_resumes`` checks your own stages
 - errors: :class:`TokenmillError` and its subclasses
 """
 
