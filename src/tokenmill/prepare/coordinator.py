@@ -84,6 +84,8 @@ def _prepare_locked(
     manifest = _start_manifest(config, cache, tokenizer, dtype.name, identity, manifest)
     if config.engine == "auto" and state.through < len(units):
         tokenizer.check_documents(_first_texts(config, units[state.through]))
+    engine = tokenizer.engine
+    tokenizer.release_engines()  # the workers encode; on a 100k vocabulary this gives back ~270 MB
     setup = WorkerSetup(
         tokenizer_dir=store.local_path(store.join(cache, "tokenizer"))
         if store.is_local(cache)
@@ -92,7 +94,7 @@ def _prepare_locked(
         dtype=dtype.name,
         trust_remote_code=config.trust_remote_code,
         tokenizer_threads=max(1, (os.cpu_count() or 1) // max(1, _workers(config))),
-        engine=tokenizer.engine,
+        engine=engine,
         engine_proven=config.engine == "auto",
     )
     before = Counts.from_json(state.stats)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import json
 import os
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
@@ -123,6 +126,22 @@ class Tokenizer(ABC):
         engine = self._engine_state()
         if isinstance(engine, VerifiedEngine) and texts:
             engine.encode_batch(list(texts))
+
+    def release_engines(self) -> None:
+        """Drop the engines and the objects of the tokenizer's own library (rebuilt when needed again): a
+        process that chose the engine for its workers and encodes no more gives their memory back (for a
+        100k vocabulary about 270 MB: `tokenizers`' objects and fastokens' tables)."""
+        for key in ("_engine", *self._releasable):
+            self.__dict__.pop(key, None)
+        gc.collect()
+        if sys.platform.startswith("linux"):
+            try:
+                ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed native memory back to the system
+            except OSError:
+                pass
+
+    #: cached attributes that :meth:`release_engines` may drop (each rebuilt on demand)
+    _releasable: tuple[str, ...] = ()
 
     def __getstate__(self) -> dict[str, Any]:
         # engines hold native objects that do not pickle; the choice travels and the engine is rebuilt

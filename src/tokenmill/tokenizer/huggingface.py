@@ -28,6 +28,7 @@ class HFTokenizer(Tokenizer):
     """
 
     kind = "huggingface"
+    _releasable = ("_plain", "_special", "_divergence")
 
     def __init__(
         self,
@@ -165,7 +166,7 @@ class HFTokenizer(Tokenizer):
         self.__dict__.update(state)
         if "_plain" in state:
             self._plain.encode_special_tokens = True
-        if self._special is not None:
+        if self.__dict__.get("_special") is not None:
             self._special.encode_special_tokens = False
 
     @property
@@ -194,7 +195,7 @@ class HFTokenizer(Tokenizer):
         return TokenizersEngine(self._special_tokenizer()).encode_batch(texts)
 
     def _special_tokenizer(self) -> Any:
-        if self._special is None:
+        if self.__dict__.get("_special") is None:
             from tokenizers import Tokenizer as _HFTok
 
             t = _HFTok.from_str(self._json)
