@@ -13,8 +13,8 @@ How a page is read (the conventions a page writer follows):
 - a ```` ```text ```` block right after a runnable block is what that block prints: compared line by line, where
   ``...`` stands for any text (timings, absolute paths). A command whose output shows ``error:`` must fail.
 - a block right below ``<!-- file: NAME -->`` is written to NAME (a config the next commands read);
-- other untyped, ``json``, ``yaml``, ``jsonc`` and ``jinja`` blocks are illustrations (layouts, records, configs),
-  not run.
+- ``json`` blocks must parse (as one document or as JSON lines), ``yaml`` blocks too; untyped, ``jsonc`` and
+  ``jinja`` blocks are illustrations (layouts, synopses, annotated states), not run.
 - a block is skipped only when the line right above its fence says why, visibly:
   ``*Not run by the docs test: REASON.*``
 """
@@ -239,6 +239,9 @@ def run_page(page: str, workdir: Path, env: pytest.MonkeyPatch) -> None:
                 f"printed\n{last_output}"
             )
             continue
+        if block.lang in ("json", "yaml"):
+            check_data(block)
+            continue
         if block.lang not in RUN_LANGS:
             continue
         expects_error = (
@@ -268,6 +271,25 @@ RUN_ELSEWHERE = {
     "docs/migrate/levanter.md": "tests/recipe/test_migrate_docs.py runs it",
     "docs/migrate/rwkv-infctx.md": "tests/recipe/test_migrate_docs.py runs it",
 }
+
+
+def check_data(block: Block) -> None:
+    """A ``json`` block is JSON (one document or several, as JSON lines); a ``yaml`` block is YAML."""
+    import yaml
+
+    try:
+        if block.lang == "yaml":
+            yaml.safe_load(block.code)
+            return
+        decoder, text, pos = json.JSONDecoder(), block.code.strip(), 0
+        while pos < len(text):  # one document or several (JSON lines, a record wrapped for the page)
+            _, pos = decoder.raw_decode(text, pos)
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+    except Exception as exc:
+        raise AssertionError(
+            f"{block.page}:{block.line}: the {block.lang} block does not parse: {exc}"
+        ) from None
 
 
 def _page_params() -> list:
