@@ -9,8 +9,11 @@ concatenated stream lives. :class:`SplitIndex` holds both as numpy arrays built 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import lance
 import numpy as np
@@ -53,6 +56,47 @@ class SplitIndex:
         starts = self.token_offsets[:-1][self.doc_start]
         ends = np.append(starts[1:], self.token_offsets[-1])
         return starts, ends
+
+
+@contextmanager
+def lance_reads(cache: str) -> Iterator[None]:
+    """Lance's errors about missing or damaged data files, as a CacheError that says what to do."""
+    try:
+        yield
+    except BaseException as exc:
+        # pyarrow's ArrowInvalid is a ValueError; a panic in Lance's decoder (damaged bytes) is a pyo3
+        # PanicException, which derives from BaseException
+        if (
+            not isinstance(exc, (OSError, RuntimeError, ValueError))
+            and type(exc).__name__ != "PanicException"
+        ):
+            raise
+        raise CacheError(
+            f"{cache}: cannot read the cache's Lance data ({type(exc).__name__}: {str(exc)[:300]}); data files are "
+            f"missing or damaged: run `tokenmill verify {cache}`, and rebuild the cache (prepare with --overwrite)"
+        ) from None
+
+
+def _latest_version(uri: str, storage_options: dict[str, str] | None) -> int | None:
+    try:
+        return int(lance.dataset(uri, storage_options=storage_options).version)
+    except (ValueError, OSError, RuntimeError):
+        return None
+
+
+def _check_dtype(cache: str, dataset: lance.LanceDataset, manifest: Manifest) -> None:
+    """The manifest's token dtype must be the Lance column's: a reader that trusted an edited one reads garbage."""
+    try:
+        stored = dataset.schema.field("input_ids").type.value_type.to_pandas_dtype()
+    except (KeyError, AttributeError, NotImplementedError):
+        raise CacheError(
+            f"{cache}: the Lance dataset has no input_ids list column; not a tokenmill cache"
+        ) from None
+    if np.dtype(stored).name != manifest.dtype:
+        raise CacheError(
+            f"{cache}: the manifest says tokens are {manifest.dtype} but the Lance data holds {np.dtype(stored).name}; "
+            f"the manifest was edited or belongs to another cache: run `tokenmill verify {cache}`"
+        )
 
 
 def threshold_for(manifest: Manifest, hashes_of_documents: np.ndarray | None = None) -> int:
@@ -102,12 +146,43 @@ class CacheReader:
         uri = store.join(self.cache, TOKENS_DATASET)
         if not store.exists(uri, storage_options):
             raise CacheError(f"{self.cache} has no committed tokens yet")
+        if version is None and self.manifest.lance_version is not None:
+            # the last finished version, which the manifest describes: never the half-state of a running prepare
+            version = int(self.manifest.lance_version)
         try:
             self.dataset = lance.dataset(uri, version=version, storage_options=storage_options)
-        except (ValueError, OSError) as exc:
-            raise CacheError(f"{self.cache}: cannot open the Lance dataset: {exc}") from exc
+        except (ValueError, OSError, RuntimeError) as exc:
+            latest = _latest_version(uri, storage_options)
+            if version is not None and latest is not None and latest < version:
+                raise CacheError(
+                    f"{self.cache}: the manifest names Lance version {version} but the dataset has only up to "
+                    f"{latest} (a version file was lost); the cache is damaged: run `tokenmill verify {self.cache}` "
+                    "and rebuild it (prepare with --overwrite)"
+                ) from None
+            raise CacheError(
+                f"{self.cache}: cannot open the Lance dataset{f' at version {version}' if version else ''}: {exc}; "
+                f"run `tokenmill verify {self.cache}`"
+            ) from exc
+        _check_dtype(self.cache, self.dataset, self.manifest)
         self._indexes: dict[str, SplitIndex] = {}
         self._lock = threading.Lock()
+        self._expected: Any = False  # per-row checksums (None: the cache has none), loaded on the first take
+
+    def row_checksums(self) -> np.ndarray | None:
+        """The per-row checksums prepare wrote for this version's rows; None for caches made before them."""
+        from tokenmill.cache.writer import CacheCommitter
+
+        try:
+            rows = self.dataset.count_rows()
+            return CacheCommitter(self.cache, self.dataset.schema, self.storage_options).read_row_checksums(
+                rows=rows
+            )
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return None
+
+    def data_fingerprint(self) -> dict[str, Any] | None:
+        """What this version holds (cache.fingerprint), as prepare recorded it; None for older caches."""
+        return self.manifest.fingerprints.get(str(self.version))
 
     @property
     def version(self) -> int:
@@ -128,6 +203,7 @@ class CacheReader:
             store.join(self.cache, TOKENS_DATASET), version=latest, storage_options=self.storage_options
         )
         self._indexes.clear()
+        self._expected = False
         return True
 
     @cached_property
@@ -145,7 +221,8 @@ class CacheReader:
     def _build_indexes(self) -> None:
         arrays = read_row_index(self.cache, self.version, self.storage_options)
         if arrays is None:
-            table = self.dataset.to_table(columns=["piece", "num_tokens", "num_trained", "split_hash"])
+            with lance_reads(self.cache):
+                table = self.dataset.to_table(columns=["piece", "num_tokens", "num_trained", "split_hash"])
             piece = table.column("piece").to_numpy()
             num_tokens = table.column("num_tokens").to_numpy().astype(np.int64)
             trained = table.column("num_trained").to_numpy()
@@ -199,7 +276,8 @@ class CacheReader:
         """Token ids of the given Lance rows, flat, with per-row offsets; the flat loss mask or None if all trained."""
         rows = np.asarray(rows, dtype=np.int64)
         columns = ["input_ids", "loss_mask"] if with_mask else ["input_ids"]
-        table = self.dataset.take(pa.array(rows), columns=columns)
+        with lance_reads(self.cache):
+            table = self.dataset.take(pa.array(rows), columns=columns)
         ids_col = table.column("input_ids").combine_chunks()
         offsets = ids_col.offsets.to_numpy().astype(np.int64)
         flat = ids_col.values.to_numpy()[offsets[0] : offsets[-1]]
@@ -212,7 +290,30 @@ class CacheReader:
                 valid = ~np.asarray(mask_col.is_null().to_numpy(zero_copy_only=False))
                 values = mask_col.flatten().to_numpy(zero_copy_only=False)
                 mask[ragged_arange(offsets[:-1][valid], np.diff(offsets)[valid])] = values
+        if with_mask or self.manifest_has_no_masked_tokens():
+            self._check_taken(rows, flat, offsets, mask)
         return flat, offsets, mask
+
+    def manifest_has_no_masked_tokens(self) -> bool:
+        """Every token of the cache is trained (so rows read without their mask still match their checksums)."""
+        splits = self.manifest.splits.values()
+        return bool(splits) and all(s.trained_tokens == s.tokens for s in splits)
+
+    def _check_taken(self, rows: np.ndarray, flat: np.ndarray, offsets: np.ndarray, mask) -> None:
+        """Rows read straight from Lance against the checksums prepare wrote (a vectorised sum per row): a damaged
+        data file is an error, never wrong tokens."""
+        from tokenmill.cache.fingerprint import row_checksums
+
+        if self._expected is False:
+            self._expected = self.row_checksums()
+        expected = self._expected
+        if expected is None or expected is False or len(rows) == 0:
+            return
+        if int(rows.max()) >= len(expected) or (row_checksums(flat, offsets, mask) != expected[rows]).any():
+            raise CacheError(
+                f"{self.cache}: rows read from the Lance data differ from what prepare wrote; a data file is "
+                f"damaged: run `tokenmill verify --deep {self.cache}` and rebuild the cache (prepare with --overwrite)"
+            )
 
     def read_windows(
         self, split: str, starts: np.ndarray, length: int

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import uuid
+import zipfile
 from typing import Any
 
 import fsspec
@@ -104,8 +105,12 @@ def write_npz(uri: str, storage_options: dict[str, str] | None = None, **arrays:
 
 
 def read_npz(uri: str, storage_options: dict[str, str] | None = None) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(read_bytes(uri, storage_options)), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """The arrays of an ``.npz``; a damaged one (truncated, bad CRC) is a ``ValueError`` naming it."""
+    try:
+        with np.load(io.BytesIO(read_bytes(uri, storage_options)), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{uri} is damaged: {exc}") from None
 
 
 def remove(uri: str, storage_options: dict[str, str] | None = None, recursive: bool = False) -> None:

@@ -15,11 +15,13 @@ cache's row order does not depend on the number of workers or on timing.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import lance
+import numpy as np
 import pyarrow as pa
 
 from tokenmill.cache import store
@@ -27,6 +29,7 @@ from tokenmill.cache.index import INDEX_DIR
 from tokenmill.cache.layout import TOKENS_DATASET
 
 LEDGER_DIR = "ledger"
+CHECKSUM_DIR = "checksums"  # ledger/checksums/rows-FIRST-THROUGH.npz: per-row checksums of committed units
 
 
 def write_fragments(
@@ -158,6 +161,33 @@ class CacheCommitter:
         store.write_json(self._ledger("committed.json"), state.__dict__, self.storage_options)
         store.remove(self._ledger("pending.json"), self.storage_options)
         return state
+
+    def save_row_checksums(self, first: int, through: int, sums: np.ndarray) -> None:
+        """The per-row checksums of units ``[first, through)``, written before the commit that makes them visible."""
+        name = f"rows-{first:07d}-{through:07d}.npz"
+        store.write_npz(
+            self._ledger(CHECKSUM_DIR + "/" + name), self.storage_options, sums=sums.astype(np.uint64)
+        )
+
+    def read_row_checksums(self, through: int | None = None, rows: int | None = None) -> np.ndarray | None:
+        """The per-row checksums of the committed units ``[0, through)`` (or of the first ``rows`` rows), in row
+        order; None when the cache has none (built before they were written) or some are missing."""
+        parts: dict[int, tuple[int, str]] = {}
+        for name in store.list_names(self._ledger(CHECKSUM_DIR), self.storage_options):
+            m = re.fullmatch(r"rows-(\d+)-(\d+)\.npz", name)
+            if m:
+                parts[int(m.group(1))] = (int(m.group(2)), name)
+        out, at, count = [], 0, 0
+        while (through is not None and at < through) or (rows is not None and count < rows):
+            if at not in parts:
+                return None
+            end, name = parts[at]
+            sums = store.read_npz(self._ledger(CHECKSUM_DIR + "/" + name), self.storage_options)["sums"]
+            out.append(sums)
+            at, count = end, count + len(sums)
+        if rows is not None and count != rows:
+            return None
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
 
     def discard(self, fragments: list[dict[str, Any]]) -> None:
         """Delete the data files of fragments that will never be committed (a unit redone or cut short)."""

@@ -12,7 +12,7 @@ import sys
 from tokenmill import __version__
 from tokenmill.errors import TokenmillError
 
-SUBCOMMANDS = ["prepare", "inspect", "tokenizer", "batches", "train", "plot", "recipe"]
+SUBCOMMANDS = ["prepare", "inspect", "tokenizer", "batches", "train", "plot", "recipe", "verify"]
 
 
 def build_parser() -> argparse.ArgumentParser:

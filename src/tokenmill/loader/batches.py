@@ -19,7 +19,12 @@ import numpy as np
 from tokenmill.errors import CacheError, ConfigError, StateError
 from tokenmill.loader.dataset import TokenDataset
 from tokenmill.loader.mixture import Mixture
-from tokenmill.loader.state_files import STATE_FORMAT, describe_differences
+from tokenmill.loader.state_files import (
+    STATE_FORMAT,
+    check_data_fingerprints,
+    check_state_fields,
+    describe_differences,
+)
 from tokenmill.loader.world import agreed_versions, resolve_world
 from tokenmill.sampling.sharding import batch_positions, batches_per_epoch, check_world
 from tokenmill.state import ResumableIterator
@@ -263,6 +268,7 @@ class BatchIterator(ResumableIterator[dict[str, np.ndarray]]):
             "fingerprint": self.source.fingerprint(),
             "cache_versions": list(self._versions),
             "epoch_samples": self._epoch_samples(self.epoch),
+            "data": self.source.data_fingerprints(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -279,6 +285,7 @@ class BatchIterator(ResumableIterator[dict[str, np.ndarray]]):
         another dataset."""
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise StateError(f"not a tokenmill loader state (expected format {STATE_FORMAT!r})")
+        check_state_fields(state)
         saved = state.get("fingerprint", {})
         if isinstance(self.source, Mixture) and int(state.get("epoch", 0)) == 0:
             saved = self.source.adopt_schedule(saved, int(state.get("samples_in_epoch", 0)))
@@ -298,6 +305,7 @@ class BatchIterator(ResumableIterator[dict[str, np.ndarray]]):
                     "with follow=True to continue on the saved version and move on at the next epoch"
                 )
             self.source.checkout(versions if isinstance(self.source, Mixture) else versions[0])
+        check_data_fingerprints(state.get("data"), self.source.data_fingerprints())
         samples_in_epoch = int(state["samples_in_epoch"])
         epoch_samples = self.source.epoch_length(int(state["epoch"]))
         if int(state.get("epoch_samples", epoch_samples)) != epoch_samples:

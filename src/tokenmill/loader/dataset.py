@@ -285,6 +285,10 @@ class TokenDataset:
         """A short hash of what decides the cache's content (prepare identity and tokenizer), not its version."""
         return self._cache_identity
 
+    def data_fingerprints(self) -> list[dict[str, Any] | None]:
+        """The data fingerprint of the cache version read (cache.fingerprint); None for caches made before them."""
+        return [self.reader.data_fingerprint()]
+
     def fingerprint(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "cache": self.cache_identity(),

@@ -229,6 +229,9 @@ class Mixture:
         return f"{samples / b:g}" if b else f"{samples} samples"
 
     # identity -----------------------------------------------------------------------------------------
+    def data_fingerprints(self) -> list[dict[str, Any] | None]:
+        return [fp for d in self.datasets for fp in d.data_fingerprints()]
+
     def fingerprint(self) -> dict[str, Any]:
         out = {
             "mixture": {

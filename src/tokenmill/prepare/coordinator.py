@@ -12,13 +12,15 @@ import json
 import os
 import tempfile
 import time
+import uuid
 from typing import Any
 
 from tokenmill.cache import store
+from tokenmill.cache.fingerprint import content_digest, data_fingerprint, file_digest
 from tokenmill.cache.layout import TOKENS_DATASET, cache_schema, token_dtype
 from tokenmill.cache.lock import CacheLock
 from tokenmill.cache.manifest import Manifest, read_manifest, write_manifest
-from tokenmill.cache.reader import CacheReader
+from tokenmill.cache.reader import CacheReader, lance_reads
 from tokenmill.cache.writer import CacheCommitter, LedgerState
 from tokenmill.dedup import load_committed_keys, write_cache_keys
 from tokenmill.errors import CacheError, ConfigError, TokenmillError
@@ -293,7 +295,7 @@ def _start_manifest(
 ) -> Manifest:
     """Save the tokenizer and mark the cache incomplete (a new manifest for a new build)."""
     so = config.storage_options
-    _save_tokenizer(tokenizer, cache, so)
+    tokenizer_files = _save_tokenizer(tokenizer, cache, so)
     if manifest is None:
         manifest = Manifest(
             tokenizer=tokenizer.to_json_meta(),
@@ -301,8 +303,10 @@ def _start_manifest(
             dtype=dtype,
             row_tokens=config.row_tokens,
             validation=_validation_spec(config.validation),
+            cache_id=uuid.uuid4().hex[:16],
         )
     manifest.complete = False
+    manifest.tokenizer_files = tokenizer_files
     manifest.config["prepare"] = config.public_dict()
     write_manifest(cache, manifest, so)
     return manifest
@@ -355,6 +359,13 @@ def _finalize(
         reader = CacheReader(cache, storage_options, manifest=manifest)
         manifest.splits = reader.split_stats()
         manifest.split_threshold = reader.split_threshold
+        manifest.cache_id = manifest.cache_id or uuid.uuid4().hex[:16]
+        with lance_reads(cache):
+            table = reader.dataset.to_table(columns=["piece", "split_hash"])
+        firsts = table.column("split_hash").to_numpy()[table.column("piece").to_numpy() == 0]
+        manifest.fingerprints[str(state.version)] = data_fingerprint(
+            manifest.cache_id, state.version, manifest.documents, manifest.tokens, content_digest(firsts)
+        )
     write_manifest(cache, manifest, storage_options)
     return manifest
 
@@ -372,16 +383,18 @@ def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys) or "(unknown)"
 
 
-def _save_tokenizer(tokenizer: Any, cache: str, storage_options) -> None:
+def _save_tokenizer(tokenizer: Any, cache: str, storage_options) -> dict[str, str]:
+    """Save the tokenizer's files into the cache; returns their digests (the manifest keeps them for verify)."""
     target = store.join(cache, "tokenizer")
-    if store.is_local(target):
-        tokenizer.save(store.local_path(target))
-        return
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save(tmp)
-        for name in os.listdir(tmp):
+        digests = {}
+        for name in sorted(os.listdir(tmp)):
             with open(os.path.join(tmp, name), "rb") as f:
-                store.write_bytes(store.join(target, name), f.read(), storage_options)
+                data = f.read()
+            digests[name] = file_digest(data)
+            store.write_bytes(store.join(target, name), data, storage_options)
+    return digests
 
 
 def make_executor(config: PrepareConfig, setup: WorkerSetup, functions: WorkerFunctions) -> Executor:

@@ -149,6 +149,7 @@ class Dispatch:
         counts, through, finished = Counts.from_json(self.state.stats), self.state.through, False
         fragments: list[dict] = []
         keys: list[int] = []
+        sums: list[np.ndarray] = []
         while through in self.done:
             result = self.done[through]
             if isinstance(result, BaseException):
@@ -167,6 +168,8 @@ class Dispatch:
                 self.seen.add(result.keys)
                 keys.extend(result.keys)
             fragments.extend(result.fragments)
+            if result.row_sums is not None:
+                sums.append(result.row_sums)
             counts = counts.plus(replace(result.counts, bytes=self.units[through].bytes))
             self.progress.update(self.units[through].bytes, counts)
             through += 1
@@ -177,6 +180,9 @@ class Dispatch:
                 self.lock.heartbeat()
             if self.seen is not None:
                 save_commit_keys(self.cache, self.state.through, through, keys, self.config.storage_options)
+            self.committer.save_row_checksums(
+                self.state.through, through, np.concatenate(sums) if sums else np.zeros(0, dtype=np.uint64)
+            )
             self.state = self.committer.commit(fragments, through, counts.to_json())
         return finished
 

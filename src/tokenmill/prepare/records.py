@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Unit:
@@ -125,6 +127,7 @@ class UnitResult:
     counts: Counts
     stopped: bool = False  # a limit of the task ended the unit early
     keys: list[int] = field(default_factory=list)
+    row_sums: np.ndarray | None = None  # per-row checksums (cache.fingerprint.row_checksums), in row order
 
 
 def unit_urls(data: Any) -> Iterator[str]:

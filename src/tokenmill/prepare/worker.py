@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from tokenmill.cache import store
+from tokenmill.cache.fingerprint import batch_checksums
 from tokenmill.cache.layout import cache_schema, documents_to_batch, split_hash
 from tokenmill.cache.writer import write_fragments
 from tokenmill.dedup import RecordKeys
@@ -99,7 +100,8 @@ def process_unit(task: Task) -> UnitResult:
         if batches.error is not None:  # our own error (a bad record), not Lance's wrapping of it
             raise batches.error from None
         raise
-    return UnitResult(task.index, fragments, encoder.counts, encoder.stopped, encoder.keys)
+    sums = np.concatenate(encoder.row_sums) if encoder.row_sums else np.zeros(0, dtype=np.uint64)
+    return UnitResult(task.index, fragments, encoder.counts, encoder.stopped, encoder.keys, sums)
 
 
 class _Guarded:
@@ -132,6 +134,9 @@ class UnitEncoder:
         self.counts = Counts()
         self.stopped = False
         self.keys: list[int] = []  # dedup keys of the documents kept, in order
+        self.row_sums: list[
+            np.ndarray
+        ] = []  # per-row checksums of every batch, for `tokenmill verify --deep`
         self._record_keys = RecordKeys(loaded.formatter) if self.config.dedup else None
         self._kept: set[int] = set()
         self._drop = set(task.drop_keys)  # keys the coordinator found in earlier units
@@ -151,12 +156,16 @@ class UnitEncoder:
                 self.counts.documents += 1
                 self.counts.tokens += len(ids)
                 if rows.tokens >= TOKENS_PER_ROW_BATCH:
-                    yield rows.flush()
+                    yield self._checksummed(rows.flush())
             if self.stopped or self._budget_met():  # nothing more is read once the budget is met
                 self.stopped = True
                 break
         if rows.ids:
-            yield rows.flush()
+            yield self._checksummed(rows.flush())
+
+    def _checksummed(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        self.row_sums.append(batch_checksums(batch))
+        return batch
 
     def _records(self) -> Iterator[Any]:
         on_bad = self._count_bad if self.config.on_error == "skip" else None
