@@ -138,9 +138,9 @@ def test_levanter_hf_id(tmp_path, tokenizer_path):
     [
         ({"train_urls": ["a.jsonl"], "traing_urls": ["b"]}, "data.traing_urls", "did you mean 'train_urls'"),
         (
-            {"configs": {"a": {"train_urls": ["a.jsonl"]}}, "train_weights": [[0, {"a": 1.0}]]},
-            "data.train_weights",
-            "schedule",
+            {"configs": {"a": {"train_urls": ["a.jsonl"]}}, "train_weights": [[0, {"b": 1.0}]]},
+            "data.train_weights.0",
+            "no config named 'b'",
         ),
         (
             {"configs": {"a": {"train_urls": ["a.jsonl"]}}, "train_weights": {"a": 1}, "stop_strategy": "x"},
@@ -306,3 +306,22 @@ def test_any_value_of_any_key_is_read_or_refused_never_a_traceback(tmp_path_fact
         load_foreign(path)
     except ConfigError as exc:
         assert str(path) in str(exc)
+
+
+def test_levanter_weight_stages_are_a_schedule(tmp_path):
+    """``train_weights: [[step, weights], ...]`` (Levanter's weights that change during training) is a recipe
+    schedule holding each stage's weights until the next."""
+    for name in ("web", "code"):
+        write_jsonl(tmp_path / f"{name}.jsonl", [{"text": t} for t in make_documents(5, seed=1)])
+    path = tmp_path / "stages.yaml"
+    data = {
+        "configs": {"web": {"train_urls": ["web.jsonl"]}, "code": {"train_urls": ["code.jsonl"]}},
+        "train_weights": [[0, {"web": 0.9, "code": 0.1}], [1000, {"web": 0.5, "code": 0.5}]],
+        "tokenizer": "bytes",
+    }
+    path.write_text(yaml.safe_dump({"data": data}, sort_keys=False))
+    recipe = load_foreign(path).recipe
+    assert recipe.schedule == [
+        {"at": 0, "weights": {"web": 0.9, "code": 0.1}, "segment": "constant"},
+        {"at": 1000, "weights": {"web": 0.5, "code": 0.5}, "segment": "constant"},
+    ]

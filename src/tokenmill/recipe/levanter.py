@@ -75,6 +75,11 @@ def convert(data: dict[str, Any], r: Reader) -> dict[str, Any]:
     defaults = native.pop("defaults", {})
     if "configs" in section:
         native["sources"], native["policy"] = _mixture(section, r)
+        stages = section.get("train_weights")
+        if isinstance(stages, list):
+            native["schedule"] = _schedule(stages, section["configs"], r)
+            for spec in native["sources"].values():  # the schedule gives the weights
+                spec.pop("weight", None)
     else:
         for key in ("train_weights", "stop_strategy"):
             if key in section:
@@ -131,12 +136,8 @@ def _mixture(section: dict[str, Any], r: Reader) -> tuple[dict[str, Any], str]:
     if not isinstance(configs, dict) or not configs:
         raise r.where.error("data.configs", "must be a mapping of source names to their configs")
     weights = section.get("train_weights", {})
-    if isinstance(weights, list):
-        raise r.refuse(
-            "data.train_weights",
-            "weights by stage ([step, weights] pairs) become a recipe schedule; convert the file and write the "
-            "stages as schedule: points (docs/recipes.md)",
-        )
+    if isinstance(weights, list):  # stages: every source takes part; the schedule gives the weights
+        weights = {name: 1.0 for name in configs}
     if not isinstance(weights, dict):
         raise r.where.error("data.train_weights", "must map each config's name to its weight")
     for name in weights:
@@ -165,6 +166,25 @@ def _mixture(section: dict[str, Any], r: Reader) -> tuple[dict[str, Any], str]:
             raise r.where.error(f"data.train_weights.{name}", f"must be a number >= 0, got {weight!r}")
         out[name] = _source(cfg, name, r, weight=float(weight), prefix=key)
     return out, policy
+
+
+def _schedule(stages: list[Any], configs: dict[str, Any], r: Reader) -> list[dict[str, Any]]:
+    """``train_weights`` as ``[step, weights]`` stages: a recipe schedule whose weights hold (``segment:
+    constant``) from each stage's step to the next, as Levanter switches them."""
+    points = []
+    for i, stage in enumerate(stages):
+        key = f"data.train_weights.{i}"
+        if not isinstance(stage, (list, tuple)) or len(stage) != 2 or not isinstance(stage[1], dict):
+            raise r.where.error(key, f"a stage is [step, {{name: weight, ...}}], got {stage!r}")
+        step = r.integer(key, stage[0])
+        for name in stage[1]:
+            if name not in configs:
+                raise r.where.error(key, f"no config named {name!r} in data.configs")
+        points.append({"at": step, "weights": dict(stage[1]), "segment": "constant"})
+    r.note(
+        "data.train_weights", f"{len(points)} stages: a schedule, each stage's weights held until the next"
+    )
+    return points
 
 
 def _source(
