@@ -165,3 +165,32 @@ def test_pipelines_follow_the_contract():
     next(it)
     again = pipe.iter(state_dict=it.state_dict())  # epochraft's name for the argument
     assert next(again) == next(it)
+
+
+def _fails_on_seven(x: int) -> int:
+    if x == 7:
+        raise ValueError("seven")
+    return x
+
+
+def test_an_error_releases_threads_while_its_traceback_is_still_held():
+    """A user who catches the error keeps the traceback (and so the iterator) alive: the threads and the worker
+    pool must stop when the error is raised, not when the traceback is collected."""
+    import threading
+    import time
+
+    from tokenmill.pipeline import Pipeline
+
+    before = {t.ident for t in threading.enumerate()}
+    it = Pipeline.from_sequence(list(range(50))).parallel_map(_fails_on_seven, executor_type="thread").iter()
+    with pytest.raises(ValueError, match="seven") as caught:
+        for _ in it:
+            pass
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        started = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+        if not started:
+            break
+        time.sleep(0.02)
+    assert not started, started
+    assert caught.value is not None and it.state_dict() is not None

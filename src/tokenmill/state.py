@@ -58,7 +58,15 @@ class ResumableIterator(Iterator[T]):
         return self
 
     def __next__(self) -> T:
-        return self.next()
+        try:
+            return self.next()
+        except StopIteration:
+            raise
+        except BaseException:
+            # an error ends the stream: release threads, pools and files now, not when the traceback (which
+            # holds this iterator) is collected; state_dict() still gives the position before the failing item
+            self.close()
+            raise
 
     def state_dict(self) -> State:
         return self.get_state()
