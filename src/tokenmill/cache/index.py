@@ -215,9 +215,7 @@ def _publish(tmp: str, path: str) -> None:
 
 
 def _scan(reader: CacheReader, columns: list[str]) -> Iterator[Any]:
-    from tokenmill.cache.reader import lance_reads
-
-    with lance_reads(reader.cache):
+    with store.lance_reads(reader.cache):
         yield from reader.dataset.to_batches(columns=columns, batch_size=8192, scan_in_order=True)
 
 

@@ -9,8 +9,6 @@ concatenated stream lives. :class:`SplitIndex` holds both as numpy arrays built 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -23,6 +21,7 @@ from tokenmill.cache import store
 from tokenmill.cache.index import read_row_index, write_row_index
 from tokenmill.cache.layout import TOKENS_DATASET
 from tokenmill.cache.manifest import Manifest, SplitStats, read_manifest
+from tokenmill.cache.store import lance_reads
 from tokenmill.errors import CacheError
 from tokenmill.sampling.ragged import ragged_arange
 
@@ -56,25 +55,6 @@ class SplitIndex:
         starts = self.token_offsets[:-1][self.doc_start]
         ends = np.append(starts[1:], self.token_offsets[-1])
         return starts, ends
-
-
-@contextmanager
-def lance_reads(cache: str) -> Iterator[None]:
-    """Lance's errors about missing or damaged data files, as a CacheError that says what to do."""
-    try:
-        yield
-    except BaseException as exc:
-        # pyarrow's ArrowInvalid is a ValueError; a panic in Lance's decoder (damaged bytes) is a pyo3
-        # PanicException, which derives from BaseException
-        if (
-            not isinstance(exc, (OSError, RuntimeError, ValueError))
-            and type(exc).__name__ != "PanicException"
-        ):
-            raise
-        raise CacheError(
-            f"{cache}: cannot read the cache's Lance data ({type(exc).__name__}: {str(exc)[:300]}); data files are "
-            f"missing or damaged: run `tokenmill verify {cache}`, and rebuild the cache (prepare with --overwrite)"
-        ) from None
 
 
 def _latest_version(uri: str, storage_options: dict[str, str] | None) -> int | None:

@@ -12,11 +12,14 @@ import json
 import os
 import uuid
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import fsspec
 import numpy as np
 
+from tokenmill.errors import CacheError
 from tokenmill.sources.urls import ENDPOINT_KEYS, fsspec_options, local_copy, url_to_fs
 
 
@@ -158,3 +161,22 @@ __all__ = [
     "write_json",
     "write_npz",
 ]
+
+
+@contextmanager
+def lance_reads(cache: str) -> Iterator[None]:
+    """Lance's errors about missing or damaged data files, as a CacheError that says what to do."""
+    try:
+        yield
+    except BaseException as exc:
+        # pyarrow's ArrowInvalid is a ValueError; a panic in Lance's decoder (damaged bytes) is a pyo3
+        # PanicException, which derives from BaseException
+        if (
+            not isinstance(exc, (OSError, RuntimeError, ValueError))
+            and type(exc).__name__ != "PanicException"
+        ):
+            raise
+        raise CacheError(
+            f"{cache}: cannot read the cache's Lance data ({type(exc).__name__}: {str(exc)[:300]}); data files are "
+            f"missing or damaged: run `tokenmill verify {cache}`, and rebuild the cache (prepare with --overwrite)"
+        ) from None
