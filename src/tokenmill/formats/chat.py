@@ -78,11 +78,11 @@ class ChatRenderer:
                 )
             if not isinstance(role, str):
                 raise record_error(
-                    f"{where}.{cfg.role_key} must be a string", f"{where}.{cfg.role_key}", "not_string"
+                    f"must be a string, got {type(role).__name__}", f"{where}.{cfg.role_key}", "not_string"
                 )
             if not isinstance(content, str):
                 raise record_error(
-                    f"{where}.{cfg.content_key} must be a string", f"{where}.{cfg.content_key}", "not_string"
+                    f"must be a string, got {type(content).__name__}", f"{where}.{cfg.content_key}", "not_string"
                 )
             msg = {k: v for k, v in m.items() if k not in (cfg.role_key, cfg.content_key)}
             msg["role"] = cfg.role_aliases.get(role, role)

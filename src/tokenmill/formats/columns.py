@@ -29,7 +29,7 @@ def layout_columns(config: FormatConfig, rec: Mapping[str, Any]) -> Layout:
             continue
         if not isinstance(value, str):
             raise record_error(
-                f"column {key!r} must be a string, got {type(value).__name__}", key, "not_string"
+                f"must be a string, got {type(value).__name__}", key, "not_string"
             )
         if not first:
             lay.add(config.column_separator, False)

@@ -78,7 +78,7 @@ def string_field(rec: Mapping[str, Any], key: str, *, allow_empty: bool) -> str:
         raise record_error(f"field {key!r} is missing", key, "missing_field")
     value = rec[key]
     if not isinstance(value, str):
-        raise record_error(f"field {key!r} must be a string, got {type(value).__name__}", key, "not_string")
+        raise record_error(f"must be a string, got {type(value).__name__}", key, "not_string")
     if not value and not allow_empty:
         raise record_error(f"field {key!r} is empty", key, "empty")
     return value
