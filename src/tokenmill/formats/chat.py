@@ -82,7 +82,9 @@ class ChatRenderer:
                 )
             if not isinstance(content, str):
                 raise record_error(
-                    f"must be a string, got {type(content).__name__}", f"{where}.{cfg.content_key}", "not_string"
+                    f"must be a string, got {type(content).__name__}",
+                    f"{where}.{cfg.content_key}",
+                    "not_string",
                 )
             msg = {k: v for k, v in m.items() if k not in (cfg.role_key, cfg.content_key)}
             msg["role"] = cfg.role_aliases.get(role, role)

@@ -28,9 +28,7 @@ def layout_columns(config: FormatConfig, rec: Mapping[str, Any]) -> Layout:
         if value is None or value == "":
             continue
         if not isinstance(value, str):
-            raise record_error(
-                f"must be a string, got {type(value).__name__}", key, "not_string"
-            )
+            raise record_error(f"must be a string, got {type(value).__name__}", key, "not_string")
         if not first:
             lay.add(config.column_separator, False)
         first = False
