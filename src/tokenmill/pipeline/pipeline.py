@@ -331,6 +331,7 @@ class Pipeline:
         del max_workers, prefetch_factor, ordered, executor_type
         options = encode_options(tokenizer_kwargs, tokenizer)
         tok = resolve_tokenizer(tokenizer)
+        tok.engine  # noqa: B018 - the engine is chosen (probe set) here, not when the first batch is due
         node = TokenizeNode(
             self.node, tok, target_column, output_column, prefetch=2 if parallel else 0, options=options
         )
