@@ -4,6 +4,7 @@ atomic checkpoints under kill -9, export and reload, the command line, SFT masks
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -417,3 +418,24 @@ def test_data_state_in_a_checkpoint_is_plain_json(cache, tmp_path):
     assert state["step"] == 3 and state["samples_consumed"] == 12
     trainer = json.loads((result.checkpoint / "trainer.json").read_text())
     assert trainer["step"] == 3 and trainer["world_size"] == 1 and trainer["config"]["seq_len"] == 32
+
+
+def test_resume_before_the_first_checkpoint_starts_from_step_zero(cache, tmp_path, capsys):
+    """A requeued job passes --resume on every launch: a run stopped before its first save starts again from
+    step 0 (and says so) instead of failing; its result equals an uninterrupted run."""
+    run = tmp_path / "run"
+    train(tiny(cache, run, save_every=0), max_steps=2)
+    shutil.rmtree(
+        run / "checkpoints"
+    )  # as if killed before its first save: config and metrics, no checkpoint
+    assert latest_checkpoint(run) is None
+    again = train(tiny(cache, run, save_every=0), resume=True)
+    assert "no complete checkpoint yet" in capsys.readouterr().err
+    clean = train(tiny(cache, tmp_path / "clean", save_every=0))
+    assert again.step == clean.step == 6
+    got, want = steps_of(again.history), steps_of(clean.history)
+    assert sorted(got) == sorted(want) == list(range(1, 7))
+    for step in want:
+        assert got[step]["batch"] == want[step]["batch"]
+        assert got[step]["loss"] == pytest.approx(want[step]["loss"], rel=1e-5, abs=1e-6)
+    assert [r["step"] for r in read_metrics(run) if "loss" in r] == [1, 2, 3, 4, 5, 6]

@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,24 @@ def trained_tokens(targets: torch.Tensor) -> int:
     return int((targets != IGNORE_INDEX).sum())
 
 
+def resume_point(resume: str | Path | bool | None, run_dir: Path, announce: bool = True) -> Path | None:
+    """The checkpoint to resume from. ``--resume`` (the latest) on a run that was started but stopped before its
+    first save starts again from step 0, saying so: a requeued job passes ``--resume`` on every launch, and that
+    run has nothing to continue (its metrics are rewound to step 0). A folder that never held a run, or an explicit
+    checkpoint path that is missing, is still an error (a typo must not start a new run silently)."""
+    latest = resume is True or resume == "latest"
+    if latest and (run_dir / CONFIG_FILE).is_file() and ckpt.latest_checkpoint(run_dir) is None:
+        if announce:
+            print(
+                f"--resume: {run_dir} has no complete checkpoint yet (the run stopped before its first save); "
+                "starting from step 0",
+                file=sys.stderr,
+                flush=True,
+            )
+        return None
+    return ckpt.resolve_checkpoint(resume, run_dir)
+
+
 def check_resume_config(saved: dict[str, Any], config: TrainConfig, world: World, source) -> None:
     """Refuse a resume that would silently train something else than the checkpoint's run."""
     current = config.to_dict()
@@ -170,7 +189,7 @@ class Run:
         self.config = config
         self.world = world or init_world(config.device)
         self.run_dir = Path(config.run_dir)
-        self.checkpoint = ckpt.resolve_checkpoint(resume, self.run_dir)
+        self.checkpoint = resume_point(resume, self.run_dir, self.world.is_main)
         self.saved = ckpt.read_trainer_state(self.checkpoint) if self.checkpoint else None
         self.micro_batch, self.accum = config.micro_batches(self.world.world_size)
         self.stream = make_stream(
