@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from pipeline.helpers import assert_resumes, plain, run
 from s3_server import moto_server, s3  # noqa: F401  (pytest fixtures)
-from tokenmill.errors import RecordError, StateError
+from tokenmill.errors import ConfigError, RecordError, StateError
 from tokenmill.pipeline import Pipeline
 from tokenmill.tokenizer import load_tokenizer
 
@@ -282,3 +282,9 @@ def test_epochs_are_not_mixed_when_shards_are_fewer_than_active(jsonl_shards):
     active = it.state_dict()["state"]["active"]
     assert {tuple(a["shard"])[0] for a in active} == {0} and len(active) == len(jsonl_shards)
     it.close()
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_no_files_is_an_error_not_an_empty_or_endless_stream(repeat):
+    with pytest.raises(ConfigError, match="no files given"):
+        Pipeline.from_files([], repeat=repeat)

@@ -229,4 +229,7 @@ def expand(urls: str | Sequence[str], storage_options: dict[str, Any] | None) ->
     from tokenmill.sources import expand_urls
 
     patterns = [urls] if isinstance(urls, str) else [str(u) for u in urls]
+    if not patterns:
+        # an empty list would end at once (or, with repeat=True, spin for ever) with nothing to read
+        raise ConfigError("from_files: no files given; pass at least one path, URL or glob")
     return tuple(expand_urls(patterns, storage_options=storage_options))
