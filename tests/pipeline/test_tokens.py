@@ -207,3 +207,13 @@ def test_from_hf_saved_dataset_resumes(tmp_path, documents):
     out = run(pipe)
     assert [x["i"] for x in out] == list(range(200))
     assert_resumes(pipe, 77)
+
+
+def test_tokenize_an_item_that_is_not_text_is_a_clear_error():
+    from tokenmill.errors import ConfigError
+    from tokenmill.pipeline import Pipeline
+    from tokenmill.tokenizer import load_tokenizer
+
+    pipe = Pipeline.from_sequence([{"text": "fine"}, 7]).tokenize(load_tokenizer("bytes"))
+    with pytest.raises(ConfigError, match="not text"):
+        list(pipe.iter())

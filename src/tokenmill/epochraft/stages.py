@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 
 from tokenmill.epochraft.errors import EpochraftValueError
-from tokenmill.pipeline.anchored import AnchoredStage
 from tokenmill.pipeline.base import Node, ParentStage, Stage, StateDict, parent_state, require
-from tokenmill.pipeline.tokenize import BATCH_CHARS, BATCH_RECORDS
+from tokenmill.pipeline.tokenize import text_batches_stage
 
 
 # --- pack_chunk ----------------------------------------------------------------------------------------------
@@ -332,16 +331,7 @@ class CallTokenizerNode(Node):
                 out.append(sample)
             return out
 
-        return AnchoredStage(
-            parent,
-            state,
-            encode,
-            name=self.name,
-            batch_items=BATCH_RECORDS,
-            batch_weight=BATCH_CHARS,
-            weight_fn=lambda r: len(r.get(column) or "") if isinstance(r, dict) else 1,
-            prefetch=self.prefetch,
-        )
+        return text_batches_stage(parent, state, encode, column, name=self.name, prefetch=self.prefetch)
 
 
 # --- a user's own dataset --------------------------------------------------------------------------------------

@@ -128,6 +128,29 @@ def encode_records(tok: Any, texts: list[str], options: EncodeOptions) -> list[n
     return arrays
 
 
+def _chars(text: Any) -> int:
+    return len(text) if isinstance(text, str) else 1
+
+
+def text_batches_stage(
+    parent: Stage, state: StateDict | None, encode: Any, column: str, *, name: str, prefetch: int
+) -> AnchoredStage:
+    """``encode`` over batches of records, cut at ``BATCH_RECORDS`` records or ``BATCH_CHARS`` characters of
+    ``column`` (a bare string item weighs its length; what is not text weighs 1, so that ``encode`` reports it
+    clearly), resumed as an anchored stage. The one batching of every stage that tokenizes text (the pipeline's
+    ``tokenize`` and ``tokenmill.epochraft``'s)."""
+    return AnchoredStage(
+        parent,
+        state,
+        encode,
+        name=name,
+        batch_items=BATCH_RECORDS,
+        batch_weight=BATCH_CHARS,
+        weight_fn=lambda r: _chars(r.get(column) if isinstance(r, dict) else r),
+        prefetch=prefetch,
+    )
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class TokenizeNode(Node):
     parent: Node
@@ -159,16 +182,7 @@ class TokenizeNode(Node):
                 out.append(sample)
             return out
 
-        return AnchoredStage(
-            parent,
-            state,
-            encode,
-            name=self.name,
-            batch_items=BATCH_RECORDS,
-            batch_weight=BATCH_CHARS,
-            weight_fn=lambda r: len(r.get(column) or "") if isinstance(r, dict) else len(r),
-            prefetch=self.prefetch,
-        )
+        return text_batches_stage(parent, state, encode, column, name=self.name, prefetch=self.prefetch)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
