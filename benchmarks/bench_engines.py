@@ -10,7 +10,8 @@ Unigram trained here (no fast engine: the fallback). For each, each in its own p
   plain      read the shards (gzip + json), `tokenizers` encode_batch_fast in batches of 1024 documents
   datasets   load_dataset("json") -> map(tokenize, batched=True, num_proc=2) with PreTrainedTokenizerFast
   tokenmill  tokenmill prepare SHARDS --tokenizer T --workers 2
-  (and tokenmill again on the corpus listed twice, for the peak memory as the corpus grows)
+  (and tokenmill again on the corpus listed twice, for the peak memory as the corpus grows, and with
+  --executor process: spawned worker processes instead of threads sharing the engine)
 
 Wall seconds, CPU seconds (the process and its children) and the peak RSS of the process tree are reported, and
 the ids: every document of the cache (BOS/EOS taken off) must be a document the plain process encoded.
@@ -253,7 +254,7 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict:
 
 def summary(name: str, row: dict) -> None:
     print(f"== {name}: load {row['ratios']['load']}")
-    for run in ("plain", "datasets", "tokenmill", "tokenmill-x2"):
+    for run in ("plain", "datasets", "tokenmill", "tokenmill-x2", "tokenmill-process"):
         if run in row:
             r = row[run]
             print(
@@ -316,13 +317,20 @@ def main() -> None:
         row: dict[str, dict] = {}
         digests = out / f"{name}.digests"
         row["plain"] = measured([PY, "-c", PLAIN, str(tok), str(digests), *map(str, shards)], env)
-        for label, src in (("tokenmill", shards), ("tokenmill-x2", sorted(twice.glob("*.jsonl.gz")))):
+        x2 = sorted(twice.glob("*.jsonl.gz"))
+        for label, src, extra in (
+            ("tokenmill", shards, []),
+            ("tokenmill-x2", x2, []),
+            ("tokenmill-process", shards, ["--executor", "process"]),
+        ):
             cache = out / f"cache-{name}-{label}"
             shutil.rmtree(cache, ignore_errors=True)
-            cmd = [PY, "-m", "tokenmill.cli", "prepare", *map(str, src), "--tokenizer", str(tok)]
+            cmd = [PY, "-m", "tokenmill.cli", "prepare", *map(str, src), "--tokenizer", str(tok), *extra]
             row[label] = measured(
                 [*cmd, "--output", str(cache), "--workers", "2", "--json", "--no-progress"], env
             )
+            if label != "tokenmill":
+                shutil.rmtree(cache, ignore_errors=True)
         check = measured([PY, "-c", CHECK_IDS, str(out / f"cache-{name}-tokenmill"), str(digests)], env)
         row["tokenmill"].update(ids_identical=check["identical"], engine=check["engine"])
         if not args.skip_datasets:

@@ -63,6 +63,37 @@ def test_worker_count_changes_neither_content_nor_split(tmp_path, jsonl_shards, 
     assert a == b
 
 
+@pytest.mark.parametrize("tokenizer", ["trained", "bytes"])
+def test_threads_and_processes_write_the_same_cache(tmp_path, jsonl_shards, tokenizer_path, tokenizer):
+    """Units on threads sharing the coordinator's engine, or on spawned processes loading their own: the same
+    documents, split and row order (the byte tokenizer holds the GIL, so ``local`` gives it processes)."""
+    tok = str(tokenizer_path) if tokenizer == "trained" else "bytes"
+    kw = dict(validation=0.2, seed=3, unit_bytes=20_000, workers=2)
+    build(jsonl_shards, tmp_path / "t", tok, executor="thread", **kw)
+    build(jsonl_shards, tmp_path / "p", tok, executor="process", **kw)
+    build(jsonl_shards, tmp_path / "l", tok, **kw)
+    docs = {k: [d.tolist() for d in documents_of(tmp_path / k)] for k in "tpl"}
+    assert docs["t"] == docs["p"] == docs["l"] and len(docs["t"]) > 100
+    assert doc_hashes(tmp_path / "t", "validation") == doc_hashes(tmp_path / "p", "validation")
+
+
+def test_local_executor_is_threads_for_native_engines_else_processes(tokenizer_path):
+    from dataclasses import replace
+
+    from tokenmill.prepare import PrepareConfig, executor_kind
+
+    config = PrepareConfig(sources=["x.jsonl"], output="out", tokenizer=str(tokenizer_path), workers=2)
+    trained, byte = load_tokenizer(str(tokenizer_path)), load_tokenizer("bytes")
+    assert executor_kind(config, trained) == "thread"
+    assert executor_kind(config, byte) == "process"
+    assert executor_kind(replace(config, executor="process"), trained) == "process"
+    assert executor_kind(replace(config, executor="thread"), byte) == "thread"
+    assert (
+        executor_kind(replace(config, workers=0, executor="process"), trained) == "thread"
+    )  # in this process
+    assert executor_kind(replace(config, executor="ray"), trained) == "ray"
+
+
 def test_validation_count_is_exact(tmp_path, jsonl_shards, tokenizer_path):
     build(jsonl_shards, tmp_path / "c", tokenizer_path, validation=25)
     manifest = read_manifest(str(tmp_path / "c"))

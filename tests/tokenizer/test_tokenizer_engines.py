@@ -165,3 +165,49 @@ def test_tokenizer_json_with_truncation_gives_whole_ids(tmp_path, family_tokeniz
     data["truncation"] = {"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0}
     tok = load_tokenizer(write_json(tmp_path, data))
     assert tok.engine == "fastokens" and len(tok.encode("a fairly long text " * 10)) > 4
+
+
+@pytest.mark.parametrize(
+    "name", ["cl100k-tokenizer.json", "deepseek", "qwen.tiktoken", "sentencepiece-bpe", "unigram"]
+)
+def test_keeping_the_chosen_engine_drops_the_reference_and_keeps_the_ids(
+    tmp_path, family_tokenizers, stdlib_docs, name
+):
+    """What prepare's coordinator does before its threads share the tokenizer: preload, check the first
+    documents, keep the engine alone. The ids stay the reference's; the reference comes back when asked for."""
+    source = family_tokenizers[name]
+    want = source._reference_engine().encode_batch(stdlib_docs[:40])
+    tok = load_tokenizer(source.save(tmp_path / "t"))
+    tok.preload_engines()
+    pickle.dumps(tok)  # a pending preload does not travel
+    tok.check_documents(stdlib_docs[:5])
+    tok.keep_chosen_engine()
+    assert tok.engine == source.engine and tok.engine_is_native
+    if tok.engine == "fastokens":
+        assert not isinstance(tok._engine_state(), VerifiedEngine)
+        if tok.kind == "huggingface":
+            assert "_plain" not in tok.__dict__  # `tokenizers`' objects are gone
+    assert tok.encode_batch(stdlib_docs[:40]) == want
+    assert tok.decode(want[0]) == source.decode(want[0])
+
+
+def test_a_fallback_found_on_the_first_documents_is_kept(cl100k_possessive, monkeypatch):
+    """An engine that passed the probes but fails on the first documents is the reference from then on, and
+    keeping the chosen engine drops nothing. (The structural check and the probe set are bypassed here, so that
+    only the documents can catch fastokens' other reading of "\\p{N}{1,3}+".)"""
+    import tokenmill.tokenizer.huggingface as hf
+    import tokenmill.tokenizer.identity as identity
+
+    monkeypatch.setattr(hf, "known_divergence", lambda tj: None)
+    monkeypatch.setattr(identity, "probe_texts", lambda specials=(): ["hello world"])
+    tok = load_tokenizer(cl100k_possessive)
+    assert tok.engine == "fastokens"
+    tok.check_documents(["x = 0x0010"])
+    tok.keep_chosen_engine()
+    assert tok.engine == "tokenizers" and "_plain" in tok.__dict__
+    assert tok.encode("0010") == [tok.token_to_id("00"), tok.token_to_id("10")]
+
+
+def test_only_python_engines_are_not_native(family_tokenizers):
+    assert all(tok.engine_is_native for tok in family_tokenizers.values())
+    assert not load_tokenizer("bytes").engine_is_native

@@ -77,7 +77,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-total-tokens", type=int, help="take documents until N tokens and stop reading")
     p.add_argument("--validation", help="validation split: a fraction (0.01) or a document count (500)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--workers", type=int, help="worker processes (default: all cores; 0 = in this process)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="units run in parallel (default: all cores; 0 = one at a time, in this process)",
+    )
     p.add_argument(
         "--on-error", choices=["raise", "skip"], help="bad records: stop (default) or skip and count"
     )
@@ -101,7 +105,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="a build that finds no document is not an error",
     )
-    p.add_argument("--executor", choices=["local", "ray"])
+    p.add_argument(
+        "--executor",
+        choices=["local", "thread", "process", "ray"],
+        help="where units run: local (default: threads sharing the tokenizer when its engine releases the GIL, "
+        "else processes), thread, process, or ray",
+    )
     p.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
     p.add_argument("--storage-option", action="append", metavar="KEY=VALUE", help="object-store option")
     p.add_argument(

@@ -6,7 +6,8 @@ Modules, in the order data flows through them:
 - :mod:`~tokenmill.prepare.plan`: the input cut into work units, fixed in the ledger
 - :mod:`~tokenmill.prepare.records`: the typed records between coordinator and workers
 - :mod:`~tokenmill.prepare.worker`: one unit -> uncommitted Lance fragments (:func:`process_unit`)
-- :mod:`~tokenmill.prepare.executors`: where units run (local processes; :mod:`~tokenmill.prepare.ray_executor`)
+- :mod:`~tokenmill.prepare.executors`: where units run (threads of this process, spawned processes;
+  :mod:`~tokenmill.prepare.ray_executor`)
 - :mod:`~tokenmill.prepare.dispatch`: units dispatched, committed in plan order
 - :mod:`~tokenmill.prepare.coordinator`: :func:`prepare`, the steps of a build
 
@@ -16,8 +17,14 @@ was imported first; ``from tokenmill.prepare import PrepareConfig`` reaches this
 
 from tokenmill.errors import SourceError
 from tokenmill.prepare.config import PrepareConfig
-from tokenmill.prepare.coordinator import make_executor, prepare
-from tokenmill.prepare.executors import Executor, LocalExecutor, WorkerFunctions, WorkerLost
+from tokenmill.prepare.coordinator import executor_kind, make_executor, prepare
+from tokenmill.prepare.executors import (
+    Executor,
+    LocalExecutor,
+    ThreadExecutor,
+    WorkerFunctions,
+    WorkerLost,
+)
 from tokenmill.prepare.records import Counts, Task, Unit, UnitResult, WorkerSetup
 from tokenmill.prepare.summary import PrepareSummary
 from tokenmill.prepare.worker import POLICY_REASONS, init_worker, process_unit
@@ -31,11 +38,13 @@ __all__ = [
     "PrepareSummary",
     "SourceError",
     "Task",
+    "ThreadExecutor",
     "Unit",
     "UnitResult",
     "WorkerFunctions",
     "WorkerLost",
     "WorkerSetup",
+    "executor_kind",
     "init_worker",
     "make_executor",
     "prepare",

@@ -75,7 +75,9 @@ class PrepareConfig(Config):
     rebuild_changed: bool = False
     # a build that finds no document at all is an error unless this is set
     allow_empty: bool = False
-    executor: str = option("local", choices=("local", "ray"))
+    # where units run: "local" (this machine: threads sharing the tokenizer when its engine releases the GIL,
+    # else spawned processes), "thread", "process" (spawned processes, each loading the tokenizer), "ray"
+    executor: str = option("local", choices=("local", "thread", "process", "ray"))
     ray_address: str | None = None
     # a Hugging Face dataset: load_dataset's arguments (or just its name), read by sources.HFSource
     hf: dict[str, Any] | None = option(None, coerce=lambda v: {"name": v} if isinstance(v, str) else v)

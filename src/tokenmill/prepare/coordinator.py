@@ -27,7 +27,7 @@ from tokenmill.errors import CacheError, ConfigError, TokenmillError
 from tokenmill.prepare.changes import changed_sources, new_urls, record_identities
 from tokenmill.prepare.config import PrepareConfig
 from tokenmill.prepare.dispatch import Dispatch, Progress, limit_reached
-from tokenmill.prepare.executors import Executor, LocalExecutor, WorkerFunctions
+from tokenmill.prepare.executors import Executor, LocalExecutor, ThreadExecutor, WorkerFunctions
 from tokenmill.prepare.plan import adopt_token_datasets, identity_hash, plan_units
 from tokenmill.prepare.records import Counts, Unit, WorkerSetup
 from tokenmill.prepare.summary import PrepareSummary, summarize
@@ -69,6 +69,7 @@ def _prepare_locked(
 ) -> PrepareSummary:
     """The steps of a build, run while this process holds the cache's writer lock."""
     tokenizer, tokenizer_local = _load_tokenizer(config, cache)
+    tokenizer.preload_engines()  # fastokens' tables build while the cache is checked and planned
     _check_format(config, tokenizer)
     dtype = token_dtype(tokenizer.vocab_size)
     committer = CacheCommitter(cache, cache_schema(dtype), config.storage_options)
@@ -87,7 +88,11 @@ def _prepare_locked(
     if config.engine == "auto" and state.through < len(units):
         tokenizer.check_documents(_first_texts(config, units[state.through]))
     engine = tokenizer.engine
-    tokenizer.release_engines()  # the workers encode; on a 100k vocabulary this gives back ~270 MB
+    kind = executor_kind(config, tokenizer)
+    if kind == "thread":
+        tokenizer.keep_chosen_engine()  # the threads share it; the reference library's ~190 MB go
+    else:
+        tokenizer.release_engines()  # the workers encode; on a 100k vocabulary this gives back ~270 MB
     setup = WorkerSetup(
         tokenizer_dir=store.local_path(store.join(cache, "tokenizer"))
         if store.is_local(cache)
@@ -100,7 +105,10 @@ def _prepare_locked(
         engine_proven=config.engine == "auto",
     )
     before = Counts.from_json(state.stats)
-    state = _run(config, cache, units, state, setup, committer, manifest, progress, lock)
+    executor = make_executor(
+        config, setup, WorkerFunctions(init=init_worker, run=process_unit), kind=kind, tokenizer=tokenizer
+    )
+    state = _run(config, cache, units, state, executor, setup.engine, committer, manifest, progress, lock)
     _refuse_empty(config, cache, Counts.from_json(state.stats))
     if config.dedup:
         write_cache_keys(
@@ -317,19 +325,19 @@ def _run(
     cache: str,
     units: list[Unit],
     state: LedgerState,
-    setup: WorkerSetup,
+    executor: Executor,
+    engine: str,
     committer: CacheCommitter,
     manifest: Manifest,
     progress: bool | None,
     lock: CacheLock,
 ) -> LedgerState:
-    """Run the uncommitted units on the configured executor; returns the final ledger state."""
-    executor = make_executor(config, setup, WorkerFunctions(init=init_worker, run=process_unit))
+    """Run the uncommitted units on ``executor``; returns the final ledger state."""
     bar = Progress(
         progress,
         sum(u.bytes for u in units),
         sum(u.bytes for u in units[: state.through]),
-        label=f"prepare [{setup.engine}]",
+        label=f"prepare [{engine}]",
     )
     try:
         return Dispatch(config, cache, units, state, executor, committer, bar, manifest, lock).run()
@@ -397,15 +405,43 @@ def _save_tokenizer(tokenizer: Any, cache: str, storage_options) -> dict[str, st
     return digests
 
 
-def make_executor(config: PrepareConfig, setup: WorkerSetup, functions: WorkerFunctions) -> Executor:
-    """The executor ``config.executor`` names, running ``functions`` with ``setup``.
+def executor_kind(config: PrepareConfig, tokenizer: Any) -> str:
+    """``thread``, ``process`` or ``ray``: what ``config.executor`` comes to for this tokenizer.
+
+    ``local`` runs threads when the chosen engine encodes with the GIL released (fastokens, tiktoken,
+    `tokenizers`), so the units share the engine the coordinator already loaded and checked; a Python
+    tokenizer or the byte tokenizer would hold the GIL, so those get processes. ``workers=0`` is one unit at a
+    time on a thread of this process, whatever the engine."""
+    if config.executor == "ray":
+        return "ray"
+    if config.workers == 0 or config.executor == "thread":
+        return "thread"
+    if config.executor == "process":
+        return "process"
+    return "thread" if tokenizer.engine_is_native else "process"
+
+
+def make_executor(
+    config: PrepareConfig,
+    setup: WorkerSetup,
+    functions: WorkerFunctions,
+    *,
+    kind: str = "process",
+    tokenizer: Any = None,
+) -> Executor:
+    """The executor of ``kind`` (:func:`executor_kind`), running ``functions`` with ``setup`` (threads share
+    ``tokenizer``).
 
     Here, not in :mod:`~tokenmill.prepare.executors`: ``ray_executor`` imports the executors' protocol, so the
     module that picks one of them must sit above both."""
-    if config.executor == "ray":
+    if kind == "ray":
         from tokenmill.prepare.ray_executor import RayExecutor
 
         # workers None: every CPU of the cluster
         return RayExecutor(config.workers, setup, functions, address=config.ray_address)
     workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
+    if kind == "thread":
+        if tokenizer is None:
+            raise ValueError("a thread executor shares the coordinator's tokenizer: pass tokenizer=")
+        return ThreadExecutor(max(1, workers), setup, functions, tokenizer)
     return LocalExecutor(workers, setup, functions)

@@ -1,9 +1,15 @@
-"""Executors: where prepare's work units run. One protocol, two implementations (local processes, Ray tasks).
+"""Executors: where prepare's work units run. One protocol, three implementations: threads of this process,
+spawned local processes, Ray tasks.
 
 The coordinator hands an executor the worker's two functions (``init`` once per worker process, ``run`` per unit)
-and then only calls :meth:`Executor.submit`; it cannot tell a local pool from a Ray cluster. A worker that dies
-(``kill -9``, out of memory, a lost node) surfaces as :class:`WorkerLost` from either, and the coordinator
+and then only calls :meth:`Executor.submit`; it cannot tell a local pool from a Ray cluster. A worker process
+that dies (``kill -9``, out of memory, a lost node) surfaces as :class:`WorkerLost`, and the coordinator
 resubmits the units that were lost with it.
+
+Threads are the local default when the tokenizer's engine encodes with the GIL released (fastokens, tiktoken,
+`tokenizers`): they share the engine the coordinator already loaded and checked, where each spawned process
+imports tokenmill and loads the tokenizer again. Measured on 2 cores, cl100k, 25M tokens (docs/benchmarks.md):
+10.9 s and 1.34 GB peak with 2 processes, 6.6-7.8 s and 0.8 GB with 2 threads.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import multiprocessing as mp
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from tokenmill.errors import TokenmillError
 from tokenmill.prepare.records import Task, UnitResult, WorkerSetup
@@ -30,8 +36,8 @@ class WorkerFunctions:
     Both must be importable module-level functions (Ray and spawned processes find them by name).
     """
 
-    init: Callable[[WorkerSetup], None]
-    run: Callable[[Task], UnitResult]
+    init: Callable[..., Any]  # init(setup) in a worker process; init(setup, tokenizer) here returns `loaded`
+    run: Callable[..., UnitResult]  # run(task) in a worker process; run(task, loaded) here
 
 
 class Executor(Protocol):
@@ -50,28 +56,54 @@ class Executor(Protocol):
     def shutdown(self) -> None: ...
 
 
+class ThreadExecutor:
+    """Units on ``threads`` threads of this process, sharing ``tokenizer`` (the coordinator's, its engine
+    already chosen and checked). Only for engines that encode with the GIL released: the rest of a unit
+    (reading, JSON, Arrow, Lance) is C or Rust for the most part, so two threads keep two cores busy."""
+
+    def __init__(self, threads: int, setup: WorkerSetup, functions: WorkerFunctions, tokenizer: Any) -> None:
+        self.threads = max(1, threads)
+        self.setup = setup
+        self.functions = functions
+        self.tokenizer = tokenizer
+        self.pool: cf.ThreadPoolExecutor | None = None
+        self.loaded: Any = None
+        self.max_in_flight = self.threads + 1
+
+    def submit(self, task: Task) -> cf.Future[UnitResult]:
+        if self.pool is None:
+            self.loaded = self.functions.init(self.setup, self.tokenizer)
+            self.pool = cf.ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="tokenmill-unit")
+        return self.pool.submit(self.functions.run, task, self.loaded)
+
+    def restart(self) -> None:
+        """Nothing to replace: a thread does not die without its process."""
+
+    def shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
 class LocalExecutor:
-    """Spawned worker processes (Lance is not fork-safe). ``workers=0`` runs units in this process."""
+    """Spawned worker processes (Lance is not fork-safe), each loading the tokenizer from ``setup``: for engines
+    that hold the GIL (a Python tokenizer, the byte tokenizer) or when the user asks (``--executor process``)."""
 
     def __init__(self, workers: int, setup: WorkerSetup, functions: WorkerFunctions) -> None:
-        self.workers = workers
+        self.workers = max(1, workers)
         self.setup = setup
         self.functions = functions
         self.pool: cf.Executor | None = None
-        self.max_in_flight = max(1, workers) + 1
+        self.max_in_flight = self.workers + 1
 
     def _pool(self) -> cf.Executor:
         if self.pool is None:
-            if self.workers == 0:
-                self.functions.init(self.setup)
-                self.pool = cf.ThreadPoolExecutor(max_workers=1)
-            else:
-                self.pool = cf.ProcessPoolExecutor(
-                    max_workers=self.workers,
-                    mp_context=mp.get_context("spawn"),
-                    initializer=self.functions.init,
-                    initargs=(self.setup,),
-                )
+            self.pool = cf.ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=mp.get_context("spawn"),
+                initializer=self.functions.init,
+                initargs=(self.setup,),
+            )
         return self.pool
 
     def submit(self, task: Task) -> cf.Future[UnitResult]:

@@ -46,52 +46,58 @@ _WORKER: list[_Loaded] = []  # at most one: the worker process's loaded setup
 _INIT_ERROR: list[BaseException] = []  # why init_worker failed: raised by every task instead of a dead pool
 
 
-def init_worker(setup: WorkerSetup) -> None:
-    """Load the tokenizer and formatter once per worker process.
+def init_worker(setup: WorkerSetup, tokenizer: Any = None) -> _Loaded | None:
+    """Load the tokenizer and formatter once per worker process; or, given the coordinator's ``tokenizer``
+    (units on threads of its process), return what the units need instead of keeping it in this module.
 
-    A failure is kept and raised by :func:`process_unit`, so the coordinator sees the real error (a misspelt
-    format option) instead of a pool whose workers died at start ("workers keep dying").
+    In a worker process a failure is kept and raised by :func:`process_unit`, so the coordinator sees the real
+    error (a misspelt format option) instead of a pool whose workers died at start ("workers keep dying").
     """
+    if tokenizer is not None:
+        return _load(setup, tokenizer)
     _INIT_ERROR.clear()
     try:
-        _load(setup)
+        _WORKER[:] = [_load(setup, None)]
     except Exception as exc:  # noqa: BLE001 - handed to the coordinator with the first task
         _INIT_ERROR.append(exc)
+    return None
 
 
-def _load(setup: WorkerSetup) -> None:
-    if setup.tokenizer_threads:
-        os.environ["RAYON_NUM_THREADS"] = str(setup.tokenizer_threads)
-        os.environ["RAYON_RS_NUM_CPUS"] = str(setup.tokenizer_threads)
-        os.environ["FASTOKENS_BPE_THREADS"] = str(setup.tokenizer_threads)
+def _load(setup: WorkerSetup, tokenizer: Any) -> _Loaded:
     from tokenmill.formats import FormatConfig, RecordFormatter
-    from tokenmill.tokenizer import load_tokenizer
 
-    tokenizer = load_tokenizer(
-        setup.tokenizer_dir,
-        trust_remote_code=setup.trust_remote_code,
-        engine=setup.engine,
-        proven=setup.engine_proven,
-    )
+    if tokenizer is None:
+        if setup.tokenizer_threads:
+            os.environ["RAYON_NUM_THREADS"] = str(setup.tokenizer_threads)
+            os.environ["RAYON_RS_NUM_CPUS"] = str(setup.tokenizer_threads)
+            os.environ["FASTOKENS_BPE_THREADS"] = str(setup.tokenizer_threads)
+        from tokenmill.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(
+            setup.tokenizer_dir,
+            trust_remote_code=setup.trust_remote_code,
+            engine=setup.engine,
+            proven=setup.engine_proven,
+        )
     config = PrepareConfig.from_dict(setup.config)
     dtype = np.dtype(setup.dtype)
-    _WORKER[:] = [
-        _Loaded(
-            config=config,
-            formatter=RecordFormatter(FormatConfig.from_dict(config.format_options()), tokenizer),
-            dtype=dtype,
-            schema=cache_schema(dtype),
-        )
-    ]
+    return _Loaded(
+        config=config,
+        formatter=RecordFormatter(FormatConfig.from_dict(config.format_options()), tokenizer),
+        dtype=dtype,
+        schema=cache_schema(dtype),
+    )
 
 
-def process_unit(task: Task) -> UnitResult:
-    """Tokenize one work unit and write its rows as uncommitted Lance fragments; returns their metadata."""
-    if _INIT_ERROR:
-        raise _INIT_ERROR[0]
-    if not _WORKER:
-        raise RuntimeError("process_unit ran in a process where init_worker was not called first")
-    loaded = _WORKER[0]
+def process_unit(task: Task, loaded: _Loaded | None = None) -> UnitResult:
+    """Tokenize one work unit and write its rows as uncommitted Lance fragments; returns their metadata.
+    ``loaded``: what :func:`init_worker` returned in this process (units on threads), else the worker's own."""
+    if loaded is None:
+        if _INIT_ERROR:
+            raise _INIT_ERROR[0]
+        if not _WORKER:
+            raise RuntimeError("process_unit ran in a process where init_worker was not called first")
+        loaded = _WORKER[0]
     encoder = UnitEncoder(loaded, task)
     batches = _Guarded(encoder.batches())
     try:

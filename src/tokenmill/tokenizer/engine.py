@@ -38,9 +38,15 @@ VERIFY_CHARS = 1 << 18
 
 
 class Engine(ABC):
-    """Plain-text encoding: no special tokens added, the text of a special token encoded as plain text."""
+    """Plain-text encoding: no special tokens added, the text of a special token encoded as plain text.
+
+    ``native``: the engine encodes in native code with the GIL released, so threads of one process encode in
+    parallel (prepare then runs its units on threads that share one engine instead of spawning processes that
+    each load it again).
+    """
 
     name: str = ""
+    native: bool = False
 
     @abstractmethod
     def encode_batch(self, texts: list[str]) -> list[list[int]]: ...
@@ -62,9 +68,10 @@ def flatten(batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
 class FunctionEngine(Engine):
     """An engine from a function (the reference engines of tiktoken and of transformers objects)."""
 
-    def __init__(self, name: str, fn: Callable[[list[str]], list[list[int]]]) -> None:
+    def __init__(self, name: str, fn: Callable[[list[str]], list[list[int]]], native: bool = False) -> None:
         self.name = name
         self._fn = fn
+        self.native = native
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self._fn(texts)
@@ -77,6 +84,7 @@ class VerifiedEngine(Engine):
     def __init__(self, fast: Engine, reference: Engine, label: str, budget: int = VERIFY_CHARS) -> None:
         self.fast, self.reference, self.label, self.budget = fast, reference, label, budget
         self.name = fast.name
+        self.native = fast.native and reference.native
         self.failure: str | None = None
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:

@@ -24,21 +24,25 @@ from tokenmill.tokenizer.engine import Engine
 
 class FastokensEngine(Engine):
     name = "fastokens"
+    native = True  # encode_batch and encode_batch_flat release the GIL (2 threads: 1.8x one, measured)
 
-    def __init__(self, native: Any) -> None:
-        self._tok = native
+    def __init__(self, tokenizer: Any) -> None:
+        self._tok = tokenizer
 
     @classmethod
     def from_tokenizer_json(cls, text: str) -> FastokensEngine | str:
-        """The engine for a ``tokenizer.json`` (truncation and padding already removed), or why not."""
+        """The engine for a ``tokenizer.json`` (without its truncation and padding), or why not."""
         try:
             import fastokens
         except ImportError:
             return "is not installed"
         try:
-            return cls(fastokens.Tokenizer.from_json_str(text))
+            tok = fastokens.Tokenizer.from_json_str(text)
         except Exception as e:  # fastokens raises ValueError/RuntimeError for what it does not implement
             return f"cannot load it ({_short(e)})"
+        tok.no_truncation()  # ids never depend on a truncation or padding stored in the file
+        tok.no_padding()
+        return cls(tok)
 
     @classmethod
     def from_tiktoken(

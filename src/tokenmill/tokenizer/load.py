@@ -36,6 +36,7 @@ def _load_tokenizer_json(
         pad_token=token_text(cfg.get("pad_token")),
         adds_bos=adds_bos if isinstance(adds_bos, bool) else None,
         chat_template=cfg.get("chat_template") if isinstance(cfg.get("chat_template"), str) else None,
+        owned=True,
     )
 
 
@@ -92,7 +93,11 @@ def _load_saved(folder: Path) -> Tokenizer:
 
 
 def load_tokenizer(
-    spec: Any, *, trust_remote_code: bool = False, engine: str = "auto", proven: bool = False
+    spec: Any,
+    *,
+    trust_remote_code: bool = False,
+    engine: str = "auto",
+    proven: bool = False,
 ) -> Tokenizer:
     """Load a tokenizer from any spec the package docstring lists, or take a tokenizer object users hold.
 

@@ -83,6 +83,7 @@ def from_transformers(hf: Any, name: str) -> Tokenizer:
             # for a tokenizer.json whose post-processor adds BOS), so the convention is read from it
             adds_bos=None,
             chat_template=template,
+            owned=True,  # the copy made here
         )
     encoding = _find_tiktoken(hf)
     if encoding is None:

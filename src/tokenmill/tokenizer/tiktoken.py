@@ -54,9 +54,9 @@ class TiktokenTokenizer(Tokenizer):
     def _reference_engine(self) -> Engine:
         enc = self._enc
         # one thread beats tiktoken's thread-pool batch API on small machines (docs/benchmarks.md)
-        return FunctionEngine("tiktoken", lambda texts: [enc.encode_ordinary(t) for t in texts])
+        return FunctionEngine("tiktoken", lambda texts: [enc.encode_ordinary(t) for t in texts], native=True)
 
-    def _candidate_engines(self, structural_checks: bool = True) -> dict[str, Callable[[], Engine | str]]:
+    def _engine_builders(self) -> dict[str, Callable[[], Engine | str]]:
         from tokenmill.tokenizer.fastokens import FastokensEngine
 
         enc = self._enc
@@ -65,6 +65,9 @@ class TiktokenTokenizer(Tokenizer):
                 enc._mergeable_ranks, enc._pat_str, self._specials
             )
         }
+
+    def _candidate_engines(self, structural_checks: bool = True) -> dict[str, Callable[[], Engine | str]]:
+        return {"fastokens": lambda: self._built("fastokens")}
 
     def _probe_specials(self) -> list[str]:
         return list(self._specials)

@@ -14,6 +14,7 @@ class TokenizersEngine(Engine):
     ``tokenizers.Tokenizer`` whose ``encode_special_tokens`` is on, so special-token text in data stays text."""
 
     name = "tokenizers"
+    native = True
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer

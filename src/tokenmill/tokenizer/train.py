@@ -41,4 +41,4 @@ def train_tokenizer(
     )
     tok.train_from_iterator(texts, trainer=trainer)
     eos = "<|endoftext|>" if "<|endoftext|>" in special_tokens else None
-    return HFTokenizer(tok, name=name, eos_token=eos)
+    return HFTokenizer(tok, name=name, eos_token=eos, owned=True)
