@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,27 @@ def prepare_recipe(
     schema (by :func:`load_recipe`), every URL pattern (expanded and listed), the tokenizer. Sources are built in
     recipe order (a later source's dedup depends on the earlier ones). ``log`` is called after each cache.
     """
+    held = recipe.tokenizer
+    if isinstance(held, (str, os.PathLike)):
+        return _prepare_recipe(recipe, output, workers, progress, log, None)
+    # a tokenizer object (Python API): its files are saved once for the caches' prepare runs, which reload it
+    # with the same engine choice; a cache's identity holds the tokenizer's fingerprint, never this path
+    tokenizer = check_tokenizer(recipe)
+    with tempfile.TemporaryDirectory(prefix="tokenmill-tokenizer-") as folder:
+        tokenizer.save(folder)
+        described = f"{type(held).__name__} object {tokenizer.name!r}"
+        saved = dataclasses.replace(recipe, tokenizer=folder)
+        return _prepare_recipe(saved, output, workers, progress, log, described)
+
+
+def _prepare_recipe(
+    recipe: Recipe,
+    output: str | None,
+    workers: int | None,
+    progress: bool | None,
+    log: Callable[[CacheResult], None] | None,
+    described: str | None,
+) -> RecipeSummary:
     started = time.perf_counter()
     output = _output_folder(recipe, output)
     workers = workers if workers is not None else recipe.workers
@@ -96,6 +118,8 @@ def prepare_recipe(
 
     state = read_state(output, out_so)
     state["recipe"] = {**recipe.to_json(), "output": output}
+    if described is not None:
+        state["recipe"]["tokenizer"] = described
     caches: dict[str, Any] = state.setdefault("caches", {})
     results: list[CacheResult] = []
     dedup_before: list[tuple[str, str]] = []  # (name, key digest) of earlier sources with dedup, in order
