@@ -211,3 +211,26 @@ def test_a_fallback_found_on_the_first_documents_is_kept(cl100k_possessive, monk
 def test_only_python_engines_are_not_native(family_tokenizers):
     assert all(tok.engine_is_native for tok in family_tokenizers.values())
     assert not load_tokenizer("bytes").engine_is_native
+
+
+def test_an_engine_preloaded_for_a_file_is_checked_and_used_once(tmp_path, family_tokenizers, stdlib_docs):
+    """`tokenmill prepare` starts fastokens on the tokenizer file before its imports; the loader takes it (for
+    that file only, unchanged), it still goes through the probe set, and truncation stored in the file is off."""
+    from tokenmill.tokenizer import load as loader
+
+    data = tokenizer_json(family_tokenizers["deepseek"].save(tmp_path / "d") / "tokenizer.json")
+    data["truncation"] = {"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0}
+    path = write_json(tmp_path, data)
+    loader.preload_file(str(path))
+    loader.preload_file(str(tmp_path / "missing.json"))  # nothing to start
+    assert len(loader._EARLY) == 1
+    tok = load_tokenizer(path)
+    assert not loader._EARLY and "_preloaded" in tok.__dict__  # taken by this load, not yet used
+    assert tok.engine == "fastokens" and "probe texts" in tok.engine_reason
+    assert "_preloaded" not in tok.__dict__ or not tok.__dict__["_preloaded"]
+    want = family_tokenizers["deepseek"]._reference_engine().encode_batch(stdlib_docs[:20])
+    assert tok.encode_batch(stdlib_docs[:20]) == want and max(map(len, want)) > 4
+    loader.preload_file(str(path))
+    path.write_text(path.read_text() + " ")  # the file changed: its preloaded engine is not taken
+    assert "_preloaded" not in load_tokenizer(path).__dict__
+    loader._EARLY.clear()
