@@ -92,6 +92,14 @@ def test_local_executor_is_threads_for_native_engines_else_processes(tokenizer_p
         executor_kind(replace(config, workers=0, executor="process"), trained) == "thread"
     )  # in this process
     assert executor_kind(replace(config, executor="ray"), trained) == "ray"
+    # make_executor without a kind decides the same way (a tokenizer to share, or none to judge by)
+    from tokenmill.prepare import LocalExecutor, ThreadExecutor, WorkerFunctions, WorkerSetup, make_executor
+
+    setup = WorkerSetup(tokenizer_dir=str(tokenizer_path), config={}, dtype="uint16")
+    functions = WorkerFunctions(init=lambda setup, tokenizer=None: None, run=lambda task, loaded=None: None)
+    assert isinstance(make_executor(config, setup, functions, trained), ThreadExecutor)
+    assert isinstance(make_executor(config, setup, functions), LocalExecutor)
+    assert isinstance(make_executor(replace(config, workers=0), setup, functions), ThreadExecutor)
 
 
 def test_validation_count_is_exact(tmp_path, jsonl_shards, tokenizer_path):

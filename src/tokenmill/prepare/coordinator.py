@@ -105,9 +105,8 @@ def _prepare_locked(
         engine_proven=config.engine == "auto",
     )
     before = Counts.from_json(state.stats)
-    executor = make_executor(
-        config, setup, WorkerFunctions(init=init_worker, run=process_unit), kind=kind, tokenizer=tokenizer
-    )
+    functions = WorkerFunctions(init=init_worker, run=process_unit)
+    executor = make_executor(config, setup, functions, tokenizer, kind=kind)
     state = _run(config, cache, units, state, executor, setup.engine, committer, manifest, progress, lock)
     _refuse_empty(config, cache, Counts.from_json(state.stats))
     if config.dedup:
@@ -405,18 +404,18 @@ def _save_tokenizer(tokenizer: Any, cache: str, storage_options) -> dict[str, st
     return digests
 
 
-def executor_kind(config: PrepareConfig, tokenizer: Any) -> str:
+def executor_kind(config: PrepareConfig, tokenizer: Any = None) -> str:
     """``thread``, ``process`` or ``ray``: what ``config.executor`` comes to for this tokenizer.
 
     ``local`` runs threads when the chosen engine encodes with the GIL released (fastokens, tiktoken,
     `tokenizers`), so the units share the engine the coordinator already loaded and checked; a Python
-    tokenizer or the byte tokenizer would hold the GIL, so those get processes. ``workers=0`` is one unit at a
-    time on a thread of this process, whatever the engine."""
+    tokenizer or the byte tokenizer would hold the GIL, so those get processes (as does ``local`` without a
+    tokenizer to judge). ``workers=0`` is one unit at a time on a thread of this process, whatever the engine."""
     if config.executor == "ray":
         return "ray"
     if config.workers == 0 or config.executor == "thread":
         return "thread"
-    if config.executor == "process":
+    if config.executor == "process" or tokenizer is None:
         return "process"
     return "thread" if tokenizer.engine_is_native else "process"
 
@@ -425,15 +424,17 @@ def make_executor(
     config: PrepareConfig,
     setup: WorkerSetup,
     functions: WorkerFunctions,
-    *,
-    kind: str = "process",
     tokenizer: Any = None,
+    *,
+    kind: str | None = None,
 ) -> Executor:
-    """The executor of ``kind`` (:func:`executor_kind`), running ``functions`` with ``setup`` (threads share
-    ``tokenizer``).
+    """The executor of ``kind`` (by default what :func:`executor_kind` names), running ``functions`` with
+    ``setup``; threads share ``tokenizer`` (without one, they load it from ``setup`` as a worker process does).
+    The coordinator passes the kind it decided before giving back the tokenizer's engines.
 
     Here, not in :mod:`~tokenmill.prepare.executors`: ``ray_executor`` imports the executors' protocol, so the
     module that picks one of them must sit above both."""
+    kind = kind or executor_kind(config, tokenizer)
     if kind == "ray":
         from tokenmill.prepare.ray_executor import RayExecutor
 
@@ -441,7 +442,5 @@ def make_executor(
         return RayExecutor(config.workers, setup, functions, address=config.ray_address)
     workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
     if kind == "thread":
-        if tokenizer is None:
-            raise ValueError("a thread executor shares the coordinator's tokenizer: pass tokenizer=")
         return ThreadExecutor(max(1, workers), setup, functions, tokenizer)
     return LocalExecutor(workers, setup, functions)

@@ -58,8 +58,9 @@ class Executor(Protocol):
 
 class ThreadExecutor:
     """Units on ``threads`` threads of this process, sharing ``tokenizer`` (the coordinator's, its engine
-    already chosen and checked). Only for engines that encode with the GIL released: the rest of a unit
-    (reading, JSON, Arrow, Lance) is C or Rust for the most part, so two threads keep two cores busy."""
+    already chosen and checked; None: loaded once from ``setup``). Meant for engines that encode with the GIL
+    released: the rest of a unit (reading, JSON, Arrow, Lance) is C or Rust for the most part, so two threads
+    keep two cores busy."""
 
     def __init__(self, threads: int, setup: WorkerSetup, functions: WorkerFunctions, tokenizer: Any) -> None:
         self.threads = max(1, threads)
