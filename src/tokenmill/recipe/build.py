@@ -88,7 +88,7 @@ def prepare_recipe(
     """
     held = recipe.tokenizer
     if isinstance(held, (str, os.PathLike)):
-        return _prepare_recipe(recipe, output, workers, progress, log, None)
+        return _prepare_recipe(recipe, output, workers, progress, log, check_tokenizer(recipe), None)
     # a tokenizer object (Python API): its files are saved once for the caches' prepare runs, which reload it
     # with the same engine choice; a cache's identity holds the tokenizer's fingerprint, never this path
     tokenizer = check_tokenizer(recipe)
@@ -96,7 +96,7 @@ def prepare_recipe(
         tokenizer.save(folder)
         described = f"{type(held).__name__} object {tokenizer.name!r}"
         saved = dataclasses.replace(recipe, tokenizer=folder)
-        return _prepare_recipe(saved, output, workers, progress, log, described)
+        return _prepare_recipe(saved, output, workers, progress, log, tokenizer, described)
 
 
 def _prepare_recipe(
@@ -105,12 +105,12 @@ def _prepare_recipe(
     workers: int | None,
     progress: bool | None,
     log: Callable[[CacheResult], None] | None,
+    tokenizer: Any,
     described: str | None,
 ) -> RecipeSummary:
     started = time.perf_counter()
     output = _output_folder(recipe, output)
     workers = workers if workers is not None else recipe.workers
-    tokenizer = check_tokenizer(recipe)
     inputs = check_inputs(recipe)
     out_so = store.resolve_storage_options(recipe.storage_options, output)
     if store.exists(store.join(output, "manifest.json"), out_so):
