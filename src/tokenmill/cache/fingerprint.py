@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from tokenmill.sampling.ragged import ragged_arange
+
 FINGERPRINT_KEYS = ("cache_id", "version", "documents", "tokens", "content")
 
 # position weights for the row checksum: odd, so a change of any bit of any token changes the sum (mod 2**64)
@@ -61,29 +63,46 @@ def fingerprint_differences(saved: dict[str, Any], now: dict[str, Any] | None) -
     ]
 
 
+#: rows of at least this many tokens are summed one by one with ``np.dot``; shorter ones all together. Measured on
+#: prepare's batches (rows of up to 2,048 tokens): 0.13 s per 38.7M tokens against 0.65 s for gathering a weight
+#: per token for all rows at once; a row costs about 2 us of Python, the gather about 12 ns a token more than a dot.
+_DOT_MIN = 256
+
+
 def row_checksums(
     flat_ids: np.ndarray, offsets: np.ndarray, flat_mask: np.ndarray | None = None
 ) -> np.ndarray:
     """One 64-bit checksum per row: the sum of its tokens times position weights (mod 2**64), plus its mask bits.
 
-    Vectorised (one multiply and one ``reduceat``), so prepare pays well under a nanosecond per token; any change
-    of one token, or of one mask bit, changes the row's checksum.
+    ``flat_ids`` holds the tokens from ``offsets[0]`` to ``offsets[-1]``. Token ``j`` of a row weighs
+    ``_WEIGHTS[j % 2**16]``; any change of one token, or of one mask bit, changes the row's checksum. Vectorised:
+    long rows one ``np.dot`` each, short rows one gather and one ``reduceat`` together, so prepare pays a few
+    nanoseconds per token.
     """
     n = len(offsets) - 1
     if n == 0:
         return np.zeros(0, dtype=np.uint64)
-    lengths = np.diff(offsets).astype(np.int64)
-    base = np.repeat(offsets[:-1] - offsets[0], lengths)
-    position = (np.arange(int(lengths.sum()), dtype=np.int64) - base) % len(_WEIGHTS)
-    values = flat_ids.astype(np.uint64) + np.uint64(1)
+    rel = np.asarray(offsets, dtype=np.int64) - int(offsets[0])
+    lengths = np.diff(rel)
+    values = flat_ids.astype(np.uint64)
+    values += np.uint64(1)
     if flat_mask is not None:
-        values = values + (~flat_mask.astype(bool)).astype(np.uint64) * np.uint64(1 << 40)
-    weighted = values * _WEIGHTS[position]
+        values += (~flat_mask.astype(bool)).astype(np.uint64) * np.uint64(1 << 40)
     sums = np.zeros(n, dtype=np.uint64)
-    nonempty = lengths > 0
-    if nonempty.any():
-        starts = (offsets[:-1] - offsets[0])[nonempty]
-        sums[nonempty] = np.add.reduceat(weighted, starts)
+    period = len(_WEIGHTS)
+    bounds = rel.tolist()
+    for r in np.flatnonzero(lengths >= _DOT_MIN).tolist():
+        start, end = bounds[r], bounds[r + 1]
+        total = 0
+        for k in range(start, end, period):  # a row longer than the weights starts them over
+            stop = min(end, k + period)
+            total += int(np.dot(values[k:stop], _WEIGHTS[: stop - k]))  # uint64 products wrap: mod 2**64
+        sums[r] = total % 2**64
+    short = np.flatnonzero((lengths > 0) & (lengths < _DOT_MIN))
+    if short.size:
+        short_len = lengths[short]
+        weighted = values[ragged_arange(rel[short], short_len)] * _WEIGHTS[ragged_arange(0, short_len)]
+        sums[short] = np.add.reduceat(weighted, np.cumsum(short_len) - short_len)
     return sums + lengths.astype(np.uint64)
 
 

