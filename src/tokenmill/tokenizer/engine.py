@@ -165,10 +165,11 @@ def choose_engine(
         if diff is not None:
             reasons.append(f"{name} {diff}")
             continue
+        note = getattr(made, "note", "")
         return (
             VerifiedEngine(made, reference, label),
-            f"{name}: same ids as {reference.name} on {len(probes)} probe texts; checked again on the first "
-            "documents",
+            f"{name}{f' ({note})' if note else ''}: same ids as {reference.name} on {len(probes)} probe texts; "
+            "checked again on the first documents",
         )
     why = "; ".join(reasons) or "no faster engine for this kind of tokenizer"
     if reasons:

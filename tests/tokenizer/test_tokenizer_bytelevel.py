@@ -1,0 +1,153 @@
+"""SentencePiece-style BPE run as a byte-level BPE: the same ids as `tokenizers` on any text, partial characters
+encoded the original way, and no rewrite where it would not be exact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer, pre_tokenizers
+
+from tokenmill.tokenizer import load_tokenizer
+from tokenmill.tokenizer.bytelevel import _byte_chars, byte_level, sentencepiece_rewrite
+from tokenmill.tokenizer.engine import VerifiedEngine
+from tokenmill.tokenizer.fastokens import ByteLevelRewriteEngine, FastokensEngine
+
+from .tokenizer_families import sentencepiece_bpe
+
+#: "中" is in the vocabulary below; "丮" (U+4E2E) shares its first two UTF-8 bytes and is not
+IN_VOCAB, PARTIAL = "中", "\u4e2e"
+
+
+@pytest.fixture(scope="module")
+def sp_cjk(tmp_path_factory, stdlib_docs):
+    """A Llama-2-style BPE whose alphabet has a CJK character (so partial characters can happen)."""
+    texts = [f"{IN_VOCAB}文 {IN_VOCAB}国 {IN_VOCAB} text" for _ in range(40)] + stdlib_docs[:30]
+    path = sentencepiece_bpe(texts, tmp_path_factory.mktemp("sp") / "tokenizer.json", 600, limit_alphabet=140)
+    vocab = json.loads(path.read_text())["model"]["vocab"]
+    assert IN_VOCAB in vocab and PARTIAL not in vocab
+    return path
+
+
+def reference_ids(path, texts: list[str]) -> list[list[int]]:
+    ref = Tokenizer.from_file(str(path))
+    ref.encode_special_tokens = True
+    return [e.ids for e in ref.encode_batch_fast(texts, add_special_tokens=False)]
+
+
+def rewrite_engine(tok) -> ByteLevelRewriteEngine:
+    engine = tok._engine_state()
+    engine = engine.fast if isinstance(engine, VerifiedEngine) else engine
+    assert isinstance(engine, ByteLevelRewriteEngine), tok.engine_reason
+    return engine
+
+
+def test_the_alphabet_is_the_byte_level_pre_tokenizer_s():
+    assert sorted(_byte_chars()) == sorted(pre_tokenizers.ByteLevel.alphabet())
+    text = "\u2581a é 中😀\n\t\x00"
+    pieces = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False).pre_tokenize_str(text)
+    assert "".join(p for p, _ in pieces) == byte_level(text)
+
+
+def test_sentencepiece_style_runs_rewritten_with_the_reference_ids(sp_cjk, stdlib_docs):
+    tok = load_tokenizer(sp_cjk)
+    assert tok.engine == "fastokens"
+    assert "byte-level" in tok.engine_reason
+    engine = rewrite_engine(tok)
+    texts = stdlib_docs[100:220] + ["", " ", "\u2581", "  lead and trail  ", f"{IN_VOCAB}{PARTIAL}{IN_VOCAB}"]
+    ids, offsets = engine.encode_flat(texts)
+    want = reference_ids(sp_cjk, texts)
+    assert [ids[offsets[i] : offsets[i + 1]].tolist() for i in range(len(texts))] == want
+    assert engine.encode_batch(texts) == want
+
+
+def test_a_partial_character_is_encoded_again_the_original_way(sp_cjk):
+    tok = load_tokenizer(sp_cjk)
+    engine = rewrite_engine(tok)
+    texts = ["plain text", f"a {PARTIAL} b {IN_VOCAB}", "more text", f"{PARTIAL}{PARTIAL}"]
+    raw, _ = engine.rewritten.encode_flat(texts)
+    first_extra = engine.first_extra
+    assert (raw >= first_extra).any()  # the rewrite alone stops at a partial character
+    before = engine.redone
+    assert engine.encode_batch(texts) == reference_ids(sp_cjk, texts)
+    assert engine.redone == before + 2
+
+
+def test_where_partial_characters_are_common_every_document_goes_the_original_way(sp_cjk):
+    tok = load_tokenizer(sp_cjk)
+    engine = rewrite_engine(tok)
+    texts = [f"doc {i} {PARTIAL}" if i % 2 else f"doc {i}" for i in range(1100)]
+    assert engine.encode_batch(texts) == reference_ids(sp_cjk, texts)
+    redone = engine.redone
+    more = [f"{PARTIAL} again {i}" for i in range(50)]
+    ids, offsets = engine.encode_flat(more)
+    assert engine.redone == redone  # not counted: the rewrite is no longer tried
+    assert [ids[offsets[i] : offsets[i + 1]].tolist() for i in range(len(more))] == reference_ids(
+        sp_cjk, more
+    )
+
+
+ALPHABET = f"ab e\u2581\n\t{IN_VOCAB}{PARTIAL}é😀\x01.0"
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=st.lists(st.text(alphabet=ALPHABET, max_size=40), min_size=1, max_size=8))
+def test_any_text_gives_the_reference_ids(sp_cjk_engine, texts):
+    engine, path = sp_cjk_engine
+    assert engine.encode_batch(texts) == reference_ids(path, texts)
+
+
+@pytest.fixture(scope="module")
+def sp_cjk_engine(sp_cjk):
+    return rewrite_engine(load_tokenizer(sp_cjk)), sp_cjk
+
+
+def _edited(path, edit) -> str:
+    spec = json.loads(path.read_text())
+    edit(spec)
+    return json.dumps(spec, ensure_ascii=False)
+
+
+def test_no_rewrite_where_it_would_not_be_exact(sp_cjk):
+    def crossing(spec):
+        spec["model"]["vocab"]["e\u2581"] = max(spec["model"]["vocab"].values()) + 1
+        spec["model"]["merges"].append(["e", "\u2581"])
+
+    def pre_tokenized(spec):
+        spec["pre_tokenizer"] = {"type": "Whitespace"}
+
+    def missing_byte(spec):
+        del spec["model"]["vocab"]["<0x41>"]
+
+    def dropout(spec):
+        spec["model"]["dropout"] = 0.1
+
+    cases = {
+        "merges across a word start": crossing,
+        "has a pre-tokenizer": pre_tokenized,
+        "of the 256 <0xXX> tokens": missing_byte,
+        "dropout": dropout,
+    }
+    for reason, edit in cases.items():
+        why = sentencepiece_rewrite(_edited(sp_cjk, edit))
+        assert isinstance(why, str) and reason in why, (reason, why)
+    # the file as it is still runs on fastokens where fastokens loads it
+    plain = FastokensEngine.from_tokenizer_json(_edited(sp_cjk, crossing))
+    assert type(plain) is FastokensEngine
+
+
+def test_other_tokenizers_are_not_rewritten(family_tokenizers):
+    for family in ("cl100k-tokenizer.json", "deepseek", "byte-level-bpe"):
+        tok = family_tokenizers[family]
+        engine = tok._engine_state()
+        engine = engine.fast if isinstance(engine, VerifiedEngine) else engine
+        assert not isinstance(engine, ByteLevelRewriteEngine), family
+
+
+def test_flat_ids_are_uint32_with_consistent_offsets(sp_cjk_engine):
+    engine, _ = sp_cjk_engine
+    ids, offsets = engine.encode_flat([f"x {PARTIAL}", "", "y"])
+    assert ids.dtype == np.uint32 and offsets.dtype == np.int64 and offsets[-1] == len(ids)
