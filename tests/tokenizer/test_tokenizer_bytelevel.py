@@ -90,13 +90,56 @@ def test_where_partial_characters_are_common_every_document_goes_the_original_wa
     )
 
 
-ALPHABET = f"ab e\u2581\n\t{IN_VOCAB}{PARTIAL}é😀\x01.0"
+ALPHABET = f"ab e\u2581\n\t{IN_VOCAB}{PARTIAL}é😀\x01.0<x>"
 
 
-@settings(max_examples=150, deadline=None)
+def _replace_only(spec):
+    """The normalizer without its Prepend (no "▁" before the text): run by fastokens, not in Python."""
+    spec["normalizer"] = {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}
+
+
+def _plain_added_token(spec):
+    """A non-special added token is matched in the text, so the normalizer stays in the tokenizer."""
+    new_id = max(spec["model"]["vocab"].values()) + 1
+    spec["added_tokens"].append(
+        {
+            "id": new_id,
+            "content": "<x>",
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": False,
+        }
+    )
+
+
+@pytest.fixture(scope="module", params=["metaspace", "replace-only", "added-token"])
+def sp_shapes(request, sp_cjk, tmp_path_factory):
+    """The SentencePiece-style tokenizer as converters write it (Metaspace normalizer: run in Python on
+    spaces) and in two shapes where the rewrite keeps the normalizer in the tokenizer."""
+    edit = {"metaspace": None, "replace-only": _replace_only, "added-token": _plain_added_token}[
+        request.param
+    ]
+    path = sp_cjk
+    if edit is not None:
+        path = tmp_path_factory.mktemp(request.param) / "tokenizer.json"
+        path.write_text(_edited(sp_cjk, edit))
+    engine = rewrite_engine(load_tokenizer(path))
+    assert engine.spaces == (request.param == "metaspace")
+    return engine, path
+
+
+@settings(max_examples=100, deadline=None)
 @given(texts=st.lists(st.text(alphabet=ALPHABET, max_size=40), min_size=1, max_size=8))
-def test_any_text_gives_the_reference_ids(sp_cjk_engine, texts):
-    engine, path = sp_cjk_engine
+def test_any_text_gives_the_reference_ids(sp_shapes, texts):
+    engine, path = sp_shapes
+    assert engine.encode_batch(texts) == reference_ids(path, texts)
+
+
+def test_real_text_gives_the_reference_ids_in_every_shape(sp_shapes, stdlib_docs):
+    engine, path = sp_shapes
+    texts = stdlib_docs[300:360]
     assert engine.encode_batch(texts) == reference_ids(path, texts)
 
 
