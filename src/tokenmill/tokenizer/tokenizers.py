@@ -15,6 +15,7 @@ class TokenizersEngine(Engine):
 
     name = "tokenizers"
     native = True
+    pooled = True  # encode_batch_fast spreads each call over its rayon pool (TOKENIZERS_PARALLELISM)
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
