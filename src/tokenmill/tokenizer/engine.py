@@ -63,6 +63,9 @@ class Engine(ABC):
         return flatten(self.encode_batch(texts))
 
 
+_PARALLELISM = "TOKENIZERS_PARALLELISM"
+
+
 @contextlib.contextmanager
 def serial_calls(serial: Callable[[], bool]) -> Iterator[Callable[[], None]]:
     """For the duration, `tokenizers` encodes each call on the calling thread whenever ``serial()`` is true and
@@ -70,8 +73,9 @@ def serial_calls(serial: Callable[[], bool]) -> Iterator[Callable[[], None]]:
     it when its answer may have changed). Ids do not depend on it.
 
     Why: prepare's units on two threads, each calling `tokenizers` (whose calls each use its pool of one
-    thread per core), spent 15-40% more CPU than the same calls made serially, and the whole Unigram build ran
-    35-38 s against 29.7 s (2 cores, 100 MB; docs/benchmarks.md). `tokenizers` reads the
+    thread per core), spent 15-40% more CPU than the same calls made serially: the whole Unigram build of the
+    benchmark corpus took 60-66 CPU-s that way and takes 47-53 now, about what the plain process spends
+    (2 cores, 100 MB; docs/prepare.md). `tokenizers` reads the
     ``TOKENIZERS_PARALLELISM`` variable at every call, which is how this is done; its value before is put
     back."""
     before = os.environ.get(_PARALLELISM)
@@ -87,9 +91,6 @@ def serial_calls(serial: Callable[[], bool]) -> Iterator[Callable[[], None]]:
             os.environ.pop(_PARALLELISM, None)
         else:
             os.environ[_PARALLELISM] = before
-
-
-_PARALLELISM = "TOKENIZERS_PARALLELISM"
 
 
 def flatten(batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
