@@ -82,11 +82,11 @@ def test_threads_and_processes_write_the_same_cache(
 ):
     """Units on threads sharing the coordinator's engine, or on spawned processes loading their own: the same
     documents, split and row order (the byte tokenizer holds the GIL, so ``local`` gives it processes; the
-    Unigram runs on `tokenizers`, which encodes serially while two units overlap)."""
+    Unigram runs on `tokenizers`, the fallback)."""
     tok = {"trained": str(tokenizer_path), "bytes": "bytes"}.get(tokenizer)
     if tokenizer == "unigram":
         tok = _unigram(tmp_path / "unigram.json", documents[:100])
-        assert load_tokenizer(tok).engine_is_pooled
+        assert load_tokenizer(tok).engine == "tokenizers"
     kw = dict(validation=0.2, seed=3, unit_bytes=20_000, workers=2)
     build(jsonl_shards, tmp_path / "t", tok, executor="thread", **kw)
     build(jsonl_shards, tmp_path / "p", tok, executor="process", **kw)
@@ -94,40 +94,6 @@ def test_threads_and_processes_write_the_same_cache(
     docs = {k: [d.tolist() for d in documents_of(tmp_path / k)] for k in "tpl"}
     assert docs["t"] == docs["p"] == docs["l"] and len(docs["t"]) > 100
     assert doc_hashes(tmp_path / "t", "validation") == doc_hashes(tmp_path / "p", "validation")
-
-
-def test_units_on_threads_call_a_pooled_engine_serially_while_they_overlap(tmp_path, documents, monkeypatch):
-    """`tokenizers` spreads each call over its own pool; two units calling it at once cost more CPU than two
-    serial calls, so the thread executor turns the pool off while two units run and on for the last one."""
-    import threading
-
-    from tokenmill.prepare import ThreadExecutor, WorkerFunctions, WorkerSetup
-    from tokenmill.prepare.records import Task, Unit
-
-    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
-    tok = load_tokenizer(_unigram(tmp_path / "unigram.json", documents[:100]))
-    both = threading.Barrier(2)
-    seen: dict[int, str] = {}
-
-    def run(task, loaded):
-        if task.index < 2:
-            both.wait(timeout=30)  # the first two units overlap
-            seen[task.index] = os.environ["TOKENIZERS_PARALLELISM"]
-            both.wait(timeout=30)
-        else:  # the last unit runs alone
-            seen[task.index] = os.environ["TOKENIZERS_PARALLELISM"]
-        return task.index
-
-    setup = WorkerSetup(tokenizer_dir=str(tmp_path), config={}, dtype="uint16")
-    executor = ThreadExecutor(2, setup, WorkerFunctions(init=lambda s, t: None, run=run), tok)
-    assert executor.pooled_engine
-    unit = Unit(kind="files", bytes=0, urls=())
-    first = [executor.submit(Task(index=i, unit=unit, output="x")) for i in range(2)]
-    assert [f.result(timeout=60) for f in first] == [0, 1]
-    assert executor.submit(Task(index=2, unit=unit, output="x")).result(timeout=60) == 2
-    executor.shutdown()
-    assert seen == {0: "false", 1: "false", 2: "true"}
-    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"  # the value before is back
 
 
 def test_local_executor_is_threads_for_native_engines_else_processes(tokenizer_path):

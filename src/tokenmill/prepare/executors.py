@@ -15,9 +15,7 @@ imports tokenmill and loads the tokenizer again. Measured on 2 cores, cl100k, 25
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import multiprocessing as mp
-import threading
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -25,7 +23,6 @@ from typing import Any, Protocol
 
 from tokenmill.errors import TokenmillError
 from tokenmill.prepare.records import Task, UnitResult, WorkerSetup
-from tokenmill.tokenizer.engine import serial_calls
 
 
 class WorkerLost(TokenmillError):
@@ -63,10 +60,7 @@ class ThreadExecutor:
     """Units on ``threads`` threads of this process, sharing ``tokenizer`` (the coordinator's, its engine
     already chosen and checked; None: loaded once from ``setup``). Meant for engines that encode with the GIL
     released: the rest of a unit (reading, JSON, Arrow, Lance) is C or Rust for the most part, so two threads
-    keep two cores busy.
-
-    An engine that spreads each call over its own thread pool (`tokenizers`) encodes serially while two or more
-    units run, and over its pool when one is left (:func:`tokenmill.tokenizer.engine.serial_calls`)."""
+    keep two cores busy."""
 
     def __init__(self, threads: int, setup: WorkerSetup, functions: WorkerFunctions, tokenizer: Any) -> None:
         self.threads = max(1, threads)
@@ -76,31 +70,12 @@ class ThreadExecutor:
         self.pool: cf.ThreadPoolExecutor | None = None
         self.loaded: Any = None
         self.max_in_flight = self.threads + 1
-        self.pooled_engine = self.threads > 1 and tokenizer is not None and tokenizer.engine_is_pooled
-        self._running = 0
-        self._lock = threading.Lock()
-        self._serial = contextlib.ExitStack()
-        self._reapply: Callable[[], None] = lambda: None
 
     def submit(self, task: Task) -> cf.Future[UnitResult]:
         if self.pool is None:
             self.loaded = self.functions.init(self.setup, self.tokenizer)
             self.pool = cf.ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="tokenmill-unit")
-            if self.pooled_engine:
-                self._reapply = self._serial.enter_context(serial_calls(lambda: self._running >= 2))
-        return self.pool.submit(self._run, task)
-
-    def _run(self, task: Task) -> UnitResult:
-        self._count(1)
-        try:
-            return self.functions.run(task, self.loaded)
-        finally:
-            self._count(-1)
-
-    def _count(self, step: int) -> None:
-        with self._lock:
-            self._running += step
-            self._reapply()
+        return self.pool.submit(self.functions.run, task, self.loaded)
 
     def restart(self) -> None:
         """Nothing to replace: a thread does not die without its process."""
@@ -109,7 +84,6 @@ class ThreadExecutor:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
-        self._serial.close()
 
 
 class LocalExecutor:

@@ -213,12 +213,6 @@ class Tokenizer(ABC):
         parallel; see :attr:`tokenmill.tokenizer.engine.Engine.native`)."""
         return self._engine_state().native
 
-    @property
-    def engine_is_pooled(self) -> bool:
-        """Whether each call of the chosen engine runs on the library's own thread pool (`tokenizers`; see
-        :func:`tokenmill.tokenizer.engine.serial_calls`)."""
-        return self._engine_state().pooled
-
     #: cached attributes that :meth:`release_engines` may drop (each rebuilt on demand)
     _releasable: tuple[str, ...] = ()
 

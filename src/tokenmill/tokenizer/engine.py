@@ -20,12 +20,10 @@ line saying why.
 from __future__ import annotations
 
 import array
-import contextlib
 import itertools
 import logging
-import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -46,13 +44,11 @@ class Engine(ABC):
 
     ``native``: the engine encodes in native code with the GIL released, so threads of one process encode in
     parallel (prepare then runs its units on threads that share one engine instead of spawning processes that
-    each load it again). ``pooled``: each call spreads over the library's own thread pool, which
-    :func:`serial_calls` can turn off where the caller's threads already keep the cores busy.
+    each load it again).
     """
 
     name: str = ""
     native: bool = False
-    pooled: bool = False
 
     @abstractmethod
     def encode_batch(self, texts: list[str]) -> list[list[int]]: ...
@@ -61,36 +57,6 @@ class Engine(ABC):
         """All ids of ``texts`` in one int64-free array plus ``len(texts) + 1`` offsets (no Python int per
         token where the engine can avoid it)."""
         return flatten(self.encode_batch(texts))
-
-
-_PARALLELISM = "TOKENIZERS_PARALLELISM"
-
-
-@contextlib.contextmanager
-def serial_calls(serial: Callable[[], bool]) -> Iterator[Callable[[], None]]:
-    """For the duration, `tokenizers` encodes each call on the calling thread whenever ``serial()`` is true and
-    over its own thread pool otherwise; the context gives the function that applies ``serial()`` again (call
-    it when its answer may have changed). Ids do not depend on it.
-
-    Why: prepare's units on two threads, each calling `tokenizers` (whose calls each use its pool of one
-    thread per core), spent 15-40% more CPU than the same calls made serially: the whole Unigram build of the
-    benchmark corpus took 60-66 CPU-s that way and takes 47-53 now, about what the plain process spends
-    (2 cores, 100 MB; docs/prepare.md). `tokenizers` reads the
-    ``TOKENIZERS_PARALLELISM`` variable at every call, which is how this is done; its value before is put
-    back."""
-    before = os.environ.get(_PARALLELISM)
-
-    def apply() -> None:
-        os.environ[_PARALLELISM] = "false" if serial() else "true"
-
-    apply()
-    try:
-        yield apply
-    finally:
-        if before is None:
-            os.environ.pop(_PARALLELISM, None)
-        else:
-            os.environ[_PARALLELISM] = before
 
 
 def flatten(batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +97,6 @@ class VerifiedEngine(Engine):
         self.fast, self.reference, self.label, self.budget = fast, reference, label, budget
         self.name = fast.name
         self.native = fast.native and reference.native
-        self.pooled = fast.pooled
         self.failure: str | None = None
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:

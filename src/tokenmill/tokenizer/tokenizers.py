@@ -15,7 +15,6 @@ class TokenizersEngine(Engine):
 
     name = "tokenizers"
     native = True
-    pooled = True  # encode_batch_fast spreads each call over its rayon pool (TOKENIZERS_PARALLELISM)
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
