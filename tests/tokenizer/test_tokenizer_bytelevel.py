@@ -215,3 +215,25 @@ def test_mistral_v1_runs_rewritten_on_spaces(family_tokenizers, stdlib_docs):
     assert engine.spaces
     texts = stdlib_docs[460:520] + ["日本語の文章と中文" * 20, "Ελληνικά και русский текст", "\u2581\u2581 x \u2581"]
     assert engine.encode_batch(texts) == tok._reference_engine().encode_batch(texts)
+
+
+def test_without_a_metaspace_token_spaces_fall_back_to_bytes_as_in_the_original(sp_cjk, tmp_path):
+    """A vocabulary with no "▁" token: the original encodes each space as the 3 bytes of "▁", so the rewrite
+    keeps "▁" (it cannot let a space stand for a token that does not exist)."""
+
+    def no_metaspace(spec):
+        model = spec["model"]
+        model["vocab"] = {t: i for t, i in model["vocab"].items() if "\u2581" not in t}
+        order = sorted(model["vocab"].items(), key=lambda kv: kv[1])
+        model["vocab"] = {t: n for n, (t, _) in enumerate(order)}  # no holes
+        for entry in spec["added_tokens"]:
+            entry["id"] = model["vocab"][entry["content"]]
+        model["merges"] = [m for m in model["merges"] if "\u2581" not in "".join(m)]
+
+    path = tmp_path / "tokenizer.json"
+    path.write_text(_edited(sp_cjk, no_metaspace))
+    rewrite = sentencepiece_rewrite(path.read_text())
+    assert not isinstance(rewrite, str) and not rewrite.spaces
+    engine = rewrite_engine(load_tokenizer(path))
+    texts = ["two words", " lead", "a  b \u2581 c", ""]
+    assert engine.encode_batch(texts) == reference_ids(path, texts)

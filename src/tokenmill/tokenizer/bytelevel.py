@@ -145,7 +145,8 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
     # The Metaspace normalizer runs in Python on spaces when no added token is matched in the text (special
     # tokens never are: their text in data is text), so that it sees the same text fastokens would.
     plain_added = [t for t in spec.get("added_tokens") or [] if isinstance(t, dict) and not t.get("special")]
-    spaces = _is_metaspace_normalizer(spec.get("normalizer")) and not plain_added
+    # (a space stands for the "▁" token, so the vocabulary must have one: else "▁" falls back to its 3 bytes)
+    spaces = _is_metaspace_normalizer(spec.get("normalizer")) and not plain_added and METASPACE in vocab
     mark = " " if spaces else METASPACE
 
     def key(token: str) -> str:
