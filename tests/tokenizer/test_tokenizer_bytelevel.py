@@ -213,7 +213,11 @@ def test_mistral_v1_runs_rewritten_on_spaces(family_tokenizers, stdlib_docs):
     tok = family_tokenizers["mistral-v1"]
     engine = rewrite_engine(tok)
     assert engine.spaces
-    texts = stdlib_docs[460:520] + ["日本語の文章と中文" * 20, "Ελληνικά και русский текст", "\u2581\u2581 x \u2581"]
+    texts = stdlib_docs[460:520] + [
+        "日本語の文章と中文" * 20,
+        "Ελληνικά και русский текст",
+        "\u2581\u2581 x \u2581",
+    ]
     assert engine.encode_batch(texts) == tok._reference_engine().encode_batch(texts)
 
 
