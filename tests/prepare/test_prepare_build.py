@@ -17,6 +17,7 @@ import pytest
 from prepare_helpers import build, doc_hashes, documents_of
 
 from conftest import make_documents, write_jsonl
+from tokenizer import tokenizer_families as families  # tests/tokenizer: the tokenizer shapes users hold
 from tokenmill.cache import CacheReader, read_manifest
 from tokenmill.errors import CacheError, RecordError
 from tokenmill.tokenizer import load_tokenizer
@@ -63,19 +64,6 @@ def test_worker_count_changes_neither_content_nor_split(tmp_path, jsonl_shards, 
     assert a == b
 
 
-def _unigram(path, texts):
-    """A T5-style Unigram (NFKC): no fast engine, `tokenizers` itself runs it, over its own thread pool."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=["<unk>"], unk_token="<unk>")
-    tok.train_from_iterator(texts, trainer=trainer)
-    tok.save(str(path))
-    return str(path)
-
-
 @pytest.mark.parametrize("tokenizer", ["trained", "bytes", "unigram"])
 def test_threads_and_processes_write_the_same_cache(
     tmp_path, jsonl_shards, tokenizer_path, tokenizer, documents
@@ -85,7 +73,7 @@ def test_threads_and_processes_write_the_same_cache(
     Unigram runs on `tokenizers`, the fallback)."""
     tok = {"trained": str(tokenizer_path), "bytes": "bytes"}.get(tokenizer)
     if tokenizer == "unigram":
-        tok = _unigram(tmp_path / "unigram.json", documents[:100])
+        tok = str(families.unigram(documents[:100], tmp_path / "unigram" / "tokenizer.json", 300))
         assert load_tokenizer(tok).engine == "tokenizers"
     kw = dict(validation=0.2, seed=3, unit_bytes=20_000, workers=2)
     build(jsonl_shards, tmp_path / "t", tok, executor="thread", **kw)
