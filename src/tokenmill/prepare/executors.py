@@ -9,7 +9,7 @@ resubmits the units that were lost with it.
 Threads are the local default when the tokenizer's engine encodes with the GIL released (fastokens, tiktoken,
 `tokenizers`): they share the engine the coordinator already loaded and checked, where each spawned process
 imports tokenmill and loads the tokenizer again. Measured on 2 cores, cl100k, 25M tokens (docs/benchmarks.md):
-2 threads 5.1 s and 672 MiB peak, 2 processes 6.8 s and 1,517 MiB.
+2 threads 3.3 s and 608 MiB peak, 2 processes 5.1 s and 1,275 MiB.
 """
 
 from __future__ import annotations
