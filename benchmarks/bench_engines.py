@@ -15,9 +15,9 @@ and a Unigram trained here (no fast engine: the fallback). For each, each in its
   --executor process: spawned worker processes instead of threads sharing the engine)
 
 Each tokenmill prepare runs --repeat times (default 3), taking turns with the plain process, which runs as often;
-the median run of each is reported (the datasets recipe, 30-60 s, runs once). Wall seconds, CPU seconds (the process and its
-children) and the peak RSS of the process tree are reported, and
-the ids: every document of the cache (BOS/EOS taken off) must be a document the plain process encoded.
+the median run of each is reported (the datasets recipe, 30-60 s, runs once). Wall seconds, CPU seconds (the
+process and its children) and the peak RSS of the process tree are reported, and the ids: every document of the
+cache (BOS/EOS taken off) must be a document the plain process encoded.
 Streaming: `from_files -> tokenize(transformers tokenizer) -> ensure_bos_eos -> concat_chunk(1024) ->
 shuffle(1000) -> batch(8)` over the whole corpus against the plain process on the same tokenizer, and the time
 from `iter(state)` to the next batch after 500 batches. The machine may be shared: ratios come from one run and
@@ -323,7 +323,7 @@ def main() -> None:
         for label, label_runs in runs.items():  # the median run of each
             row[label] = sorted(label_runs, key=lambda r: r["seconds"])[len(label_runs) // 2]
             row[label]["all_seconds"] = [round(r["seconds"], 2) for r in label_runs]
-        check = measured([PY, "-c", CHECK_IDS, str(out / f"cache-{name}-tokenmill"), str(digests)], env)
+        check = measured([PY, "-c", CHECK_IDS, str(ours), str(digests)], env)
         row["tokenmill"].update(ids_identical=check["identical"], engine=check["engine"])
         if not args.skip_datasets:
             hf = out / f"hf-{name}"
