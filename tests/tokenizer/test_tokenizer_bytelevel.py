@@ -7,12 +7,18 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, pre_tokenizers
 
 from tokenmill.tokenizer import load_tokenizer
-from tokenmill.tokenizer.bytelevel import _byte_chars, byte_level, sentencepiece_rewrite
+from tokenmill.tokenizer.bytelevel import (
+    METASPACE,
+    _byte_chars,
+    byte_level,
+    byte_level_all,
+    sentencepiece_rewrite,
+)
 from tokenmill.tokenizer.engine import VerifiedEngine
 from tokenmill.tokenizer.fastokens import ByteLevelRewriteEngine, FastokensEngine
 
@@ -50,6 +56,20 @@ def test_the_alphabet_is_the_byte_level_pre_tokenizer_s():
     text = "\u2581a é 中😀\n\t\x00"
     pieces = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False).pre_tokenize_str(text)
     assert "".join(p for p, _ in pieces) == byte_level(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    texts=st.lists(st.text(alphabet=st.sampled_from("ab \x00\x01\x1f\ufffe\uffff\u2581中é😀"), max_size=6)),
+    spaces=st.booleans(),
+)
+@example(texts=["\x00\x01\x1f\ufffe\uffff", "a\u2581b"], spaces=True)  # no separator left: one call each
+@example(texts=["\x00\x01\x1f", "\u2581 "], spaces=False)  # a separator past ASCII: three bytes
+def test_byte_level_of_many_texts_at_once_is_each_text_s(texts, spaces):
+    """The texts are joined by a character none of them has; here they may hold every candidate."""
+    assert byte_level_all(texts, spaces) == [
+        byte_level(t.replace(METASPACE, " ") if spaces else t) for t in texts
+    ]
 
 
 def test_sentencepiece_style_runs_rewritten_with_the_reference_ids(sp_cjk, stdlib_docs):

@@ -101,6 +101,24 @@ def byte_level(text: str) -> str:
     return text.encode("utf-8").decode("latin-1").translate(_latin1_to_byte_chars())
 
 
+def byte_level_all(texts: list[str], spaces: bool = False) -> list[str]:
+    """:func:`byte_level` of each text (with spaces for "▁" where ``spaces``), in one pass over them joined.
+
+    The texts are joined by a character none of them has; its byte-level character then appears only where it
+    was (the alphabet is one character per byte), so a split gives the texts back. Three C passes over 32k
+    tokens and 61k merges instead of a call each: 0.3 s -> 0.05 s of the rewrite, which holds the GIL while
+    prepare starts."""
+    joined = "".join(texts)
+    sep = next((c for c in ("\x00", "\x01", "\x1f", "\ufffe", "\uffff") if c not in joined), None)
+    if sep is None:  # every candidate is in some token: one call each
+        return [byte_level(t.replace(METASPACE, " ") if spaces else t) for t in texts]
+    joined = sep.join(texts)
+    if spaces:
+        joined = joined.replace(METASPACE, " ")
+    out = byte_level(joined).split(_byte_chars()[ord(sep)] if ord(sep) < 0x80 else byte_level(sep))
+    return out if texts else []
+
+
 def might_rewrite(tokenizer_json: str) -> bool:
     """Whether :func:`sentencepiece_rewrite` may apply: decided without parsing the file (most do not)."""
     return _BYTE_FALLBACK.search(tokenizer_json) is not None
@@ -151,16 +169,13 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
     spaces = _is_metaspace_normalizer(spec.get("normalizer")) and not plain_added and METASPACE in vocab
     mark = " " if spaces else METASPACE
 
-    def key(token: str) -> str:
-        return byte_level(token.replace(METASPACE, " ") if spaces else token)
-
     chars = _byte_chars()
     out_vocab: dict[str, int] = {}
     ids_of_bytes = set(byte_ids.values())
-    for token, i in vocab.items():
+    for (token, i), key in zip(vocab.items(), byte_level_all(list(vocab), spaces)):
         if i in ids_of_bytes:
             continue
-        if out_vocab.setdefault(token if token in added else key(token), i) != i:
+        if out_vocab.setdefault(token if token in added else key, i) != i:
             return f"two tokens are one byte string ({token!r})"
     # added tokens that the model's vocabulary leaves out: fastokens reads a vocabulary with holes as no BPE
     have = set(out_vocab.values())
@@ -190,6 +205,7 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
                 next_id += 1
             char_merges[(prefix, chars[raw[k]])] = None
             prefix = joined
+    sides = byte_level_all([side for merge in merges for side in merge], spaces)
     rewritten: dict[str, Any] = dict(spec)
     if spaces:
         rewritten["normalizer"] = None
@@ -208,7 +224,7 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
     rewritten["model"] = dict(
         model,
         vocab=out_vocab,
-        merges=[list(m) for m in char_merges] + [[key(a), key(b)] for a, b in merges],
+        merges=[list(m) for m in char_merges] + [list(m) for m in zip(sides[::2], sides[1::2])],
         byte_fallback=False,
         fuse_unk=False,
     )
