@@ -36,9 +36,11 @@ _RECIPE_OWNS = (
 
 def is_foreign_config(args: argparse.Namespace) -> bool:
     """Whether ``--config`` names a Levanter or RWKV-infctx config file (a data section), not tokenmill's own."""
+    if not getattr(args, "config", None):
+        return False  # without importing the recipe package (lance, pyarrow: 0.5 s before prepare's preload)
     from tokenmill.recipe import is_foreign
 
-    return bool(getattr(args, "config", None)) and is_foreign(args.config)
+    return is_foreign(args.config)
 
 
 def recipe_of(args: argparse.Namespace, *, build: bool = False, data_on_stdout: bool = False):
