@@ -6,6 +6,7 @@ The CLI only parses, calls one API function and prints; every behaviour lives in
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 
@@ -34,6 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The collector runs every 10,000 allocations instead of 700 while a command runs: loading lance, pyarrow
+    # and a tokenizer.json otherwise sets off three full collections of a heap with no garbage in it. Measured
+    # on `prepare` with Mistral v1: 0.25 -> 0.14 s of collection, most of it on the main thread before the
+    # first unit starts. (Restored after, for a caller that runs main() in its own process.)
+    thresholds = gc.get_threshold()
+    gc.set_threshold(10_000, 10, 10)
+    try:
+        return _main(argv)
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
