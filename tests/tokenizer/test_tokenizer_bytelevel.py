@@ -261,3 +261,9 @@ def test_without_a_metaspace_token_spaces_fall_back_to_bytes_as_in_the_original(
     engine = rewrite_engine(load_tokenizer(path))
     texts = ["two words", " lead", "a  b \u2581 c", ""]
     assert engine.encode_batch(texts) == reference_ids(path, texts)
+
+
+def test_a_file_orjson_cannot_read_is_left_as_it_is():
+    """A lone surrogate escape is JSON to the stdlib, not to orjson (nor to `tokenizers`): no rewrite, no crash."""
+    text = '{"model": {"type": "BPE", "byte_fallback": true, "vocab": {"\\ud800": 0}, "merges": []}}'
+    assert sentencepiece_rewrite(text) == "is not JSON that orjson reads (a lone surrogate escape?)"

