@@ -22,8 +22,8 @@ def parse_json_line(raw: bytes) -> dict[str, Any]:
     """One JSON object. orjson parses the line when it can give exactly what the stdlib would: it refuses
     invalid UTF-8, lone surrogate escapes, NaN and out-of-range numbers (the stdlib path then decides, with its
     messages), and its only silent difference, an integer past 64 bits read as a float, is caught by sending any
-    record with a float to the stdlib. Measured on the benchmark corpus (100 MB of text, 18k lines): 0.55 s of
-    decode, parse and surrogate check -> 0.15 s, all of it time the GIL is held while the engine waits."""
+    record with a float to the stdlib. Measured on the bench_engines corpus (100 MB of text, 18k lines): 0.46-0.49 s
+    of decode, parse and surrogate check -> 0.11-0.20 s, time the GIL is held while the engine waits."""
     try:
         value = orjson.loads(raw)  # 2-3x the stdlib on long text lines, from the bytes (no str of the line)
     except orjson.JSONDecodeError:
