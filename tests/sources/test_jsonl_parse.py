@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokenmill.sources import jsonl
+from tokenmill.errors import RecordError
+from tokenmill.sources import jsonl, read_records
 from tokenmill.sources.lines import BadLine
 
 scalars = (
@@ -70,3 +71,18 @@ def test_lone_surrogate_and_bad_utf8_keep_their_messages():
     assert e.value.reason == "invalid_utf8"
     with pytest.raises(BadLine, match="invalid UTF-8 at byte 10"):
         jsonl.parse_json_line(b'{"text": "\xff"}')
+
+
+@pytest.mark.parametrize("depth", [1020, 5000])
+def test_nesting_past_the_recursion_limit_is_a_bad_line_not_a_traceback(tmp_path, depth):
+    raw = b'{"text": "x", "a": ' + b"[" * depth + b"]" * depth + b"}"
+    with pytest.raises(BadLine, match="nested too deeply") as e:
+        jsonl.parse_json_line(raw)
+    assert e.value.reason == "malformed_json"
+    path = tmp_path / "deep.jsonl"
+    path.write_bytes(b'{"text": "a"}\n' + raw + b'\n{"text": "b"}\n')
+    skipped = []
+    assert [r.record["text"] for r in read_records(str(path), on_error=skipped.append)] == ["a", "b"]
+    assert [(err.reason, err.line) for err in skipped] == [("malformed_json", 2)]
+    with pytest.raises(RecordError, match="deep.jsonl, line 2: arrays or objects nested too deeply"):
+        list(read_records(str(path)))

@@ -28,9 +28,11 @@ def parse_json_line(raw: bytes) -> dict[str, Any]:
         value = orjson.loads(raw)  # 2-3x the stdlib on long text lines, from the bytes (no str of the line)
     except orjson.JSONDecodeError:
         return _parse_strict(raw)
-    if type(value) is dict and not _has_float(value):
-        return value
-    return _parse_strict(raw)
+    try:
+        plain = type(value) is dict and not _has_float(value)
+    except RecursionError:  # nested about 1,000 deep: the stdlib path says so
+        plain = False
+    return value if plain else _parse_strict(raw)
 
 
 def _has_float(value: Any) -> bool:
@@ -57,13 +59,21 @@ def _parse_strict(raw: bytes) -> dict[str, Any]:
             hint = "; a JSON array spread over lines is not JSON lines: write one object per line"
         where = f": column {col}" if col is not None else ""
         raise BadLine("malformed_json", f"malformed JSON: {msg}{where}{hint}") from None
+    except RecursionError:
+        raise BadLine("malformed_json", _TOO_DEEP) from None
     if type(value) is not dict:
         kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
         got = "null" if value is None else kind.get(type(value), type(value).__name__)
         raise BadLine("not_object", f"expected a JSON object on each line, got {got}")
     if _SURROGATE_ESCAPE.search(raw):
-        _refuse_lone_surrogates(value, None)
+        try:
+            _refuse_lone_surrogates(value, None)
+        except RecursionError:
+            raise BadLine("malformed_json", _TOO_DEEP) from None
     return value
+
+
+_TOO_DEEP = "arrays or objects nested too deeply to read (about 1,000 levels; Python's recursion limit)"
 
 
 def _refuse_lone_surrogates(value: Any, key: str | None) -> None:
