@@ -116,7 +116,7 @@ def byte_level_all(texts: list[str], spaces: bool = False) -> list[str]:
     joined = sep.join(texts)
     if spaces:
         joined = joined.replace(METASPACE, " ")
-    out = byte_level(joined).split(_byte_chars()[ord(sep)] if ord(sep) < 0x80 else byte_level(sep))
+    out = byte_level(joined).split(byte_level(sep))
     return out if texts else []
 
 
