@@ -22,9 +22,21 @@ from ..errors import SourceError
 _INPUT_SIZE = 1 << 18  # compressed bytes fed at a time: bounds the memory one feed can expand to
 
 
+def _gzip_module():
+    """``isal.isal_zlib`` (Intel's ISA-L, same API and output as zlib) where it is installed, else zlib:
+    decompressing the benchmark corpus (100 MB of JSON lines in 21 MB of gzip) takes 0.096 CPU-s with it
+    against 0.244 with zlib, about 2% of a `tokenmill prepare` with a fast engine."""
+    try:
+        from isal import isal_zlib
+
+        return isal_zlib
+    except ImportError:  # pragma: no cover - isal is a core dependency where it has wheels
+        return zlib
+
+
 def _decompressor(codec: str):
     if codec == "gzip":
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        return _gzip_module().decompressobj(16 + zlib.MAX_WBITS)
     if codec == "bz2":
         return bz2.BZ2Decompressor()
     if codec == "xz":
@@ -37,7 +49,7 @@ def _decompressor(codec: str):
 
 
 def _codec_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [zlib.error, lzma.LZMAError, EOFError]
+    errors: list[type[BaseException]] = [zlib.error, _gzip_module().error, lzma.LZMAError, EOFError]
     try:
         import zstandard
 
