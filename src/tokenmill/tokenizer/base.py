@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
@@ -195,17 +196,31 @@ class Tokenizer(ABC):
         if not isinstance(engine, VerifiedEngine) or engine.failure is not None:
             return
         self.__dict__["_engine"] = engine.fast
-        self._release(self._releasable)
+        held = [engine]  # its reference engine holds the library's objects too: freed with them
+        del engine
+        self._release(self._releasable, background=True, held=held)
 
-    def _release(self, keys: Sequence[str]) -> None:
-        for key in keys:
-            self.__dict__.pop(key, None)
-        gc.collect()
-        if sys.platform.startswith("linux"):
-            try:
-                ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed native memory back to the system
-            except OSError:
-                pass
+    def _release(self, keys: Sequence[str], background: bool = False, held: list[Any] | None = None) -> None:
+        """Drop ``keys`` (and what ``held`` holds) now; free it all now or, with ``background``, on a thread:
+        freeing `tokenizers`' objects of Mistral v1 took 0.06 s that prepare's units no longer wait for."""
+        dropped = [self.__dict__.pop(key, None) for key in keys]
+        if held:
+            dropped += held
+            held.clear()
+
+        def free() -> None:
+            dropped.clear()
+            gc.collect()
+            if sys.platform.startswith("linux"):
+                try:
+                    ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed native memory back to the system
+                except OSError:
+                    pass
+
+        if background:
+            threading.Thread(target=free, name="tokenmill-release", daemon=True).start()
+        else:
+            free()
 
     @property
     def engine_is_native(self) -> bool:
