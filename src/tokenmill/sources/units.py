@@ -180,9 +180,9 @@ def plan_units(
     Files that stay whole are grouped in order, into runs of equal size rather than greedily: a run of ``T``
     bytes makes ``ceil(T / target_bytes)`` units, rounded up to a multiple of 4 past 2 (so 2 and 4 workers get
     equal shares), each as close to ``T / n`` bytes as whole files allow. Measured on the benchmark's 8 shards
-    of 2.6 MB with 2 workers: 3 greedy units of 3, 3 and 2 shards left one core idle for the last unit's second
-    (4.6 s wall); 4 units of 2 shards were faster in 12 of 13 interleaved pairs, by 5-7% (docs/benchmarks.md).
-    """
+    of 2.6 MB with 2 workers: 3 greedy units of 3, 3 and 2 shards left one core idle for about a second while
+    the last unit ran alone; 4 units of 2 shards were faster in 12 of 13 interleaved pairs, by 5-7%
+    (docs/benchmarks.md)."""
     if target_bytes <= 0:
         raise ValueError("target_bytes must be positive")
     pieces: list[list[FilePart]] = []  # each entry: one unit's parts
