@@ -12,7 +12,6 @@ import orjson
 from .lines import BadLine, read_line_records
 from .records import SourceRecord
 
-_loads = json.loads
 # a \\uD800-\\uDFFF escape: JSON decodes a lone one into a str that is no valid Unicode text; only lines that have
 # such an escape are checked, so the common line pays one bytes search
 _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
@@ -50,7 +49,7 @@ def _parse_strict(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise BadLine("invalid_utf8", f"invalid UTF-8 at byte {e.start} of the line ({e.reason})") from None
     try:
-        value = _loads(text)
+        value = json.loads(text)
     except ValueError as e:
         msg = getattr(e, "msg", str(e))
         col = getattr(e, "colno", None)

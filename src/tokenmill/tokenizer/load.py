@@ -39,12 +39,12 @@ def preload_file(spec: str) -> None:
     key = _file_key(path)
     if key not in _EARLY:
         build = lambda: FastokensEngine.from_tokenizer_json(path.read_text(encoding="utf-8"))  # noqa: E731
-        _EARLY[key] = start_in_background({"fastokens": build})
         # `tokenizers` parses the file with the GIL released too (0.13-0.17 s for Mistral v1's 3.4 MB): on a
         # thread of its own it overlaps the imports instead of following them
-        _EARLY[key]["tokenizers"] = start_in_background({"tokenizers": lambda: _hf_from_file(path)})[
-            "tokenizers"
-        ]
+        _EARLY[key] = {
+            **start_in_background({"fastokens": build}),
+            **start_in_background({"tokenizers": lambda: _hf_from_file(path)}),
+        }
 
 
 def _hf_from_file(path: Path) -> Any:
