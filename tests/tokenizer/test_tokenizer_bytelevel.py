@@ -17,6 +17,7 @@ from tokenmill.tokenizer.bytelevel import (
     _byte_chars,
     byte_level,
     byte_level_all,
+    merges_keep_classes,
     sentencepiece_rewrite,
 )
 from tokenmill.tokenizer.engine import VerifiedEngine
@@ -237,6 +238,7 @@ def test_mistral_v1_runs_rewritten_on_spaces(family_tokenizers, stdlib_docs):
         "日本語の文章と中文" * 20,
         "Ελληνικά και русский текст",
         "\u2581\u2581 x \u2581",
+        "x1=f(y²)+e\u0301te 12.5% ٣٣ (a,b)->c; हिन्दी",
     ]
     assert engine.encode_batch(texts) == tok._reference_engine().encode_batch(texts)
 
@@ -267,3 +269,73 @@ def test_a_file_orjson_cannot_read_is_left_as_it_is():
     """A lone surrogate escape is JSON to the stdlib, not to orjson (nor to `tokenizers`): no rewrite, no crash."""
     text = '{"model": {"type": "BPE", "byte_fallback": true, "vocab": {"\\ud800": 0}, "merges": []}}'
     assert sentencepiece_rewrite(text) == "is not JSON that orjson reads (a lone surrogate escape?)"
+
+
+#: letters, a combining mark, decimal and other digits, punctuation, symbols, CJK, emoji, spaces, "▁" itself
+CLASS_ALPHABET = "ab e\u0301é1²٣.,(=\n\t\u2581中😀"
+
+
+@pytest.fixture(scope="module")
+def sp_by_class(tmp_path_factory, stdlib_docs):
+    """A SentencePiece-style BPE whose merges join no letter, digit and other character (as SentencePiece's own
+    trainer makes them): the rewrite also cuts where the class changes."""
+    texts = stdlib_docs[:60] + ["x1 = f(y²) + e\u0301te 12.5 ٣٣ 中文" for _ in range(30)]
+    path = sentencepiece_bpe(
+        texts, tmp_path_factory.mktemp("spc") / "tokenizer.json", 700, 140, by_class=True
+    )
+    rewrite = sentencepiece_rewrite(path.read_text())
+    assert not isinstance(rewrite, str) and rewrite.classes
+    return path
+
+
+def test_merges_keep_classes_looks_at_the_characters_side_by_side():
+    assert merges_keep_classes(["\u2581the", "ab", "12", "..", "e\u0301", "².", "\u2581(", "\u2581\u2581"])
+    assert not merges_keep_classes(["ab", "a."])  # a letter and punctuation
+    assert not merges_keep_classes(["x1"])  # a letter and a digit
+    assert not merges_keep_classes(["1²"])  # a decimal digit and another number
+    assert not merges_keep_classes(
+        ["\u0378"]
+    )  # no category in this Python's tables: another engine's may differ
+    assert merges_keep_classes([])
+
+
+def test_mistral_v1_is_cut_by_class(tmp_path):
+    from .tokenizer_families import mistral_v1_tokenizer_json
+
+    rewrite = sentencepiece_rewrite(mistral_v1_tokenizer_json(tmp_path / "tokenizer.json").read_text())
+    assert not isinstance(rewrite, str) and rewrite.classes and rewrite.spaces
+
+
+def test_a_vocabulary_with_merges_across_classes_keeps_the_coarser_cut(sp_cjk):
+    rewrite = sentencepiece_rewrite(sp_cjk.read_text())
+    assert not isinstance(rewrite, str) and not rewrite.classes
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=st.lists(st.text(alphabet=CLASS_ALPHABET, max_size=40), min_size=1, max_size=8))
+def test_cut_by_class_any_text_gives_the_reference_ids(sp_by_class, texts):
+    engine = rewrite_engine(load_tokenizer(sp_by_class))
+    assert engine.encode_batch(texts) == reference_ids(sp_by_class, texts)
+
+
+def test_one_merge_across_classes_and_the_class_cut_is_not_made(sp_by_class, stdlib_docs, tmp_path):
+    """A merge "x" + "1" is all it takes: cutting "x1" would keep that merge from ever applying."""
+
+    def letter_digit(spec):
+        vocab = spec["model"]["vocab"]
+        vocab["x1"] = max(vocab.values()) + 1
+        spec["model"]["merges"].insert(0, ["x", "1"])
+
+    path = tmp_path / "tokenizer.json"
+    path.write_text(_edited(sp_by_class, letter_digit))
+    rewrite = sentencepiece_rewrite(path.read_text())
+    assert not isinstance(rewrite, str) and not rewrite.classes
+    engine = rewrite_engine(load_tokenizer(path))
+    texts = ["x1 = x12", "ax1b", *stdlib_docs[:20]]
+    ids = engine.encode_batch(texts)
+    assert ids == reference_ids(path, texts)
+    assert vocab_id(path, "x1") in ids[0]
+
+
+def vocab_id(path, token: str) -> int:
+    return json.loads(path.read_text())["model"]["vocab"][token]

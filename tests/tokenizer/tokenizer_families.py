@@ -90,14 +90,27 @@ def cl100k_tokenizer_json(out: Path, pattern: str | None = None) -> Path:
     return out
 
 
-def sentencepiece_bpe(texts: list[str], out: Path, vocab_size: int = 2000, limit_alphabet: int = 120) -> Path:
+def sentencepiece_bpe(
+    texts: list[str],
+    out: Path,
+    vocab_size: int = 2000,
+    limit_alphabet: int = 120,
+    by_class: bool = False,
+) -> Path:
     """A Llama-2-style BPE: "▁" for spaces by normalizer, no pre-tokenizer, byte fallback through <0xXX> tokens
     for characters outside a limited alphabet, and a post-processor that starts each sequence with <s>.
-    (benchmarks/bench_engines.py builds its 32k one here too.)"""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    (benchmarks/bench_engines.py builds its 32k one here too.) ``by_class``: trained on words also cut where
+    letters, digits and other characters meet, as SentencePiece's own trainer cuts them (Llama 2, Mistral v1),
+    so that no merge joins two classes."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    if by_class:
+        classes = r"▁*(?:[\p{L}\p{M}]+|\p{Nd}+|[^\p{L}\p{M}\p{Nd}▁]+)|▁+"
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [tok.pre_tokenizer, pre_tokenizers.Split(Regex(classes), behavior="isolated")]
+        )
     specials = ["<unk>", "<s>", "</s>"]
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=specials, limit_alphabet=limit_alphabet, show_progress=False

@@ -16,7 +16,12 @@ speed either way). The rewrite keeps every id and adds only the ids of partial c
   and a document that has one is encoded again the original way.
 - **Words.** The rewrite cuts the text before every run of "▁" that follows another character. That is exact
   when no merge makes a token where a character other than "▁" is followed by "▁" (checked: no merge can then
-  join symbols across a cut, and BPE on the pieces is BPE on the whole).
+  join symbols across a cut, and BPE on the pieces is BPE on the whole). Where no merge joins a letter (or
+  mark), a decimal digit and any other character to one another either (SentencePiece's own trainer splits
+  words by script and digits, so Llama 2's and Mistral v1's vocabularies do not), it also cuts where the class
+  changes: shorter pieces that repeat more, 10-20% less fastokens time on the benchmark corpus with Mistral v1
+  (:func:`word_pattern`). Whether a cut is exact depends only on the two characters beside it, which is what
+  makes the check over the merges complete.
 - **Merges** keep their order; ``<0xXX>`` tokens are in none of them (checked), so byte fallback never differs.
 
 Anything else (dropout, a pre-tokenizer, subword prefixes, a missing ``<0xXX>`` token, an added token that a
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,9 +42,40 @@ import orjson
 METASPACE = "\u2581"
 
 
-def word_pattern(mark: str) -> str:
-    """The cut: a run of ``mark`` with the characters up to the next run, or a run of ``mark`` alone (at the end)."""
-    return f"{mark}*[^{mark}]+|{mark}+"
+#: Character classes of the finer cut, as fastokens' regex sees them (and :func:`_char_class` below)
+_WORD, _DIGIT = r"\p{L}\p{M}", r"\p{Nd}"
+
+
+def word_pattern(mark: str, classes: bool = False) -> str:
+    """The cut: a run of ``mark`` with the characters up to the next run, or a run of ``mark`` alone (at the end).
+    With ``classes``, the characters after the run are those of one class only: letters and marks, decimal
+    digits, or any other character but ``mark``."""
+    if not classes:
+        return f"{mark}*[^{mark}]+|{mark}+"
+    return f"{mark}*(?:[{_WORD}]+|[{_DIGIT}]+|[^{_WORD}{_DIGIT}{mark}]+)|{mark}+"
+
+
+def _char_class(c: str) -> str:
+    """The class :func:`word_pattern` puts ``c`` in ("?" for a character this Python's Unicode tables do not
+    know, which a newer regex engine might put in any class)."""
+    if c == METASPACE:
+        return "m"
+    category = unicodedata.category(c)
+    if category == "Cn":
+        return "?"
+    return "W" if category[0] in "LM" else "D" if category == "Nd" else "O"
+
+
+_CLASS_CHANGE = re.compile(r"W[DO]|D[WO]|O[WD]|\?")
+
+
+def merges_keep_classes(made: list[str]) -> bool:
+    """Whether no merge result has two characters of different classes side by side (nor one of unknown class):
+    then no merge joins symbols across a class change, and :func:`word_pattern` may cut there. A merge
+    result's characters are joined by "▁" here, which is class "m": no pair of classes across two results."""
+    joined = METASPACE.join(made)
+    table = {ord(c): _char_class(c) for c in set(joined)}
+    return _CLASS_CHANGE.search(joined.translate(table)) is None
 
 
 _BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
@@ -55,6 +92,7 @@ class Rewrite:
     tokenizer_json: str
     first_extra: int
     spaces: bool = False
+    classes: bool = False  # the pieces are cut where the character class changes too (:func:`word_pattern`)
 
 
 def metaspace_as_spaces(texts: list[str]) -> list[str]:
@@ -154,7 +192,7 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
     if len(byte_ids) != 256:
         return f"has {len(byte_ids)} of the 256 <0xXX> tokens"
     added = {t["content"] for t in spec.get("added_tokens") or [] if isinstance(t, dict)}
-    made = set()
+    made: dict[str, None] = {}
     for merge in merges:
         if len(merge) != 2:
             return "has a malformed merge"
@@ -163,8 +201,8 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
             return "merges a <0xXX> token"
         if _CROSSES.search(left + right):
             return f"merges across a word start ({left + right!r})"
-        made.add(left + right)
-    if added & made:
+        made[left + right] = None
+    if added & made.keys():
         return "a merge makes an added token"
     # The Metaspace normalizer runs in Python on spaces when no added token is matched in the text (special
     # tokens never are: their text in data is text), so that it sees the same text fastokens would.
@@ -209,6 +247,7 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
                 next_id += 1
             char_merges[(prefix, chars[raw[k]])] = None
             prefix = joined
+    classes = merges_keep_classes(list(made))
     sides = byte_level_all([side for merge in merges for side in merge], spaces)
     rewritten: dict[str, Any] = dict(spec)
     if spaces:
@@ -218,7 +257,7 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
         "pretokenizers": [
             {
                 "type": "Split",
-                "pattern": {"Regex": word_pattern(mark)},
+                "pattern": {"Regex": word_pattern(mark, classes)},
                 "behavior": "Isolated",
                 "invert": False,
             },
@@ -236,4 +275,4 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
     rewritten["decoder"] = None
     rewritten["truncation"] = None
     rewritten["padding"] = None
-    return Rewrite(orjson.dumps(rewritten).decode(), first_extra, spaces)
+    return Rewrite(orjson.dumps(rewritten).decode(), first_extra, spaces, classes)

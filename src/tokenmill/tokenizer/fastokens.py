@@ -5,7 +5,8 @@ the reference ids.
 Measured on the stdlib corpus, 2 cores under load (docs/benchmarks.md): 15-30x `tokenizers`' ``encode_batch_fast``
 on tiktoken-converted and DeepSeek tokenizer.json files, 5-7x tiktoken on tiktoken ranks, about 3x on a
 SentencePiece-style BPE trained with `tokenizers` as the file is and 3-4x more on its byte-level rewrite
-(:class:`ByteLevelRewriteEngine`). ``encode_batch_flat`` returns one uint32 buffer plus offsets, another 2x on the
+(:class:`ByteLevelRewriteEngine`; another 20% where the rewrite may cut words by character class, as for
+Mistral v1). ``encode_batch_flat`` returns one uint32 buffer plus offsets, another 2x on the
 pipeline and prepare paths, which never build a Python int per token. It refuses at load what it does not
 implement (NFKC and BERT normalizers, for instance), which is how Unigram and WordPiece tokenizers reach the
 fallback.
@@ -54,7 +55,7 @@ class FastokensEngine(Engine):
             or not isinstance(fast, FastokensEngine)
         ):
             return plain  # the file as it is still runs (or says why it cannot)
-        return ByteLevelRewriteEngine(fast, plain, rewrite.first_extra, rewrite.spaces)
+        return ByteLevelRewriteEngine(fast, plain, rewrite.first_extra, rewrite.spaces, rewrite.classes)
 
     @classmethod
     def from_tiktoken(
@@ -105,12 +106,19 @@ class ByteLevelRewriteEngine(Engine):
 
     name = "fastokens"
     native = True
-    note = "SentencePiece-style BPE run as byte-level BPE"
 
     def __init__(
-        self, rewritten: FastokensEngine, plain: FastokensEngine, first_extra: int, spaces: bool = False
+        self,
+        rewritten: FastokensEngine,
+        plain: FastokensEngine,
+        first_extra: int,
+        spaces: bool = False,
+        classes: bool = False,
     ) -> None:
         self.rewritten, self.plain, self.first_extra, self.spaces = rewritten, plain, first_extra, spaces
+        self.note = "SentencePiece-style BPE run as byte-level BPE" + (
+            ", words cut where the character class changes" if classes else ""
+        )
         self.documents = 0
         self.redone = 0
 
