@@ -13,7 +13,9 @@ speed either way). The rewrite keeps every id and adds only the ids of partial c
   join the bytes of each vocabulary character into that character's token. The merges proper then start from
   the same symbols. A character outside the vocabulary whose first bytes are those of one inside stops at a
   partial character, which the original never makes: partial characters get ids from :attr:`first_extra` up,
-  and a document that has one is encoded again the original way.
+  and each is then replaced by the ``<0xXX>`` tokens of its bytes (:attr:`Rewrite.partials`), which is what the
+  original gives for all of that character's bytes. That is exact: a partial character is in no merge but the
+  chain that would complete it, and the bytes after it are continuation bytes, which start no merge.
 - **Words.** The rewrite cuts the text before every run of "▁" that follows another character. That is exact
   when no merge makes a token where a character other than "▁" is followed by "▁" (checked: no merge can then
   join symbols across a cut, and BPE on the pieces is BPE on the whole). Where no merge joins a letter (or
@@ -85,12 +87,14 @@ _BYTE_FALLBACK = re.compile(r'"byte_fallback"\s*:\s*true')
 
 @dataclass(frozen=True)
 class Rewrite:
-    """A byte-level tokenizer.json with the original's ids; ids from ``first_extra`` up are partial characters.
+    """A byte-level tokenizer.json with the original's ids; ids from ``first_extra`` up are partial characters,
+    ``partials[i]`` the original's ids (``<0xXX>`` tokens) for partial character ``first_extra + i``.
     ``spaces``: the original's normalizer is the Metaspace one ("▁" before the text, "▁" for each space), which
     the rewrite leaves to :func:`metaspace_as_spaces` and runs on spaces: its tokens have " " for "▁"."""
 
     tokenizer_json: str
     first_extra: int
+    partials: tuple[tuple[int, ...], ...] = ()
     spaces: bool = False
     classes: bool = False  # the pieces are cut where the character class changes too (:func:`word_pattern`)
 
@@ -233,6 +237,7 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
     next_id = max([*vocab.values(), *(t.get("id", -1) for t in spec.get("added_tokens") or [])]) + 1
     first_extra = next_id
     char_merges: dict[tuple[str, str], None] = {}
+    partials: list[tuple[int, ...]] = []
     for token in vocab:
         if len(token) != 1 or token in added or (spaces and token == METASPACE):  # "▁" is a space there
             continue
@@ -245,6 +250,7 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
             if joined not in out_vocab:  # a partial character (never the last step: the character is there)
                 out_vocab[joined] = next_id
                 next_id += 1
+                partials.append(tuple(byte_ids[b] for b in raw[: k + 1]))
             char_merges[(prefix, chars[raw[k]])] = None
             prefix = joined
     classes = merges_keep_classes(list(made))
@@ -275,4 +281,4 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
     rewritten["decoder"] = None
     rewritten["truncation"] = None
     rewritten["padding"] = None
-    return Rewrite(orjson.dumps(rewritten).decode(), first_extra, spaces, classes)
+    return Rewrite(orjson.dumps(rewritten).decode(), first_extra, tuple(partials), spaces, classes)

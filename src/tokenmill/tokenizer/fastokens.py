@@ -35,27 +35,20 @@ class FastokensEngine(Engine):
     @classmethod
     def from_tokenizer_json(cls, text: str) -> FastokensEngine | str:
         """The engine for a ``tokenizer.json`` (without its truncation and padding), or why not. A
-        SentencePiece-style BPE gets its byte-level rewrite, with the file as it is for partial characters: the
-        two are built one after the other. Building the file as it is on a second thread while the rewrite is
-        made (0.2-0.3 s each for Mistral v1) made `tokenmill prepare` slower, not faster: there the preload
-        already shares the 2 cores with the imports, and one thread fewer cut the median of 8 interleaved
-        Mistral v1 builds from 5.44 to 5.26 s (faster in 7 of the 8 pairs, 0.4 CPU-s less)."""
+        SentencePiece-style BPE runs as its byte-level rewrite, which needs nothing of the file as it is: that
+        one is built only where the rewrite cannot be (0.2 s of build for Mistral v1 saved while prepare
+        starts)."""
         try:
             import fastokens  # noqa: F401
         except ImportError:
             return "is not installed"
-        if not might_rewrite(text):
-            return _loaded(text)
-        rewrite = sentencepiece_rewrite(text)
-        fast = _loaded(rewrite.tokenizer_json) if isinstance(rewrite, Rewrite) else None
-        plain = _loaded(text)
-        if (
-            isinstance(plain, str)
-            or not isinstance(rewrite, Rewrite)
-            or not isinstance(fast, FastokensEngine)
-        ):
-            return plain  # the file as it is still runs (or says why it cannot)
-        return ByteLevelRewriteEngine(fast, plain, rewrite.first_extra, rewrite.spaces, rewrite.classes)
+        if might_rewrite(text):
+            rewrite = sentencepiece_rewrite(text)
+            if isinstance(rewrite, Rewrite):
+                fast = _loaded(rewrite.tokenizer_json)
+                if isinstance(fast, FastokensEngine):
+                    return ByteLevelRewriteEngine(fast, rewrite)
+        return _loaded(text)
 
     @classmethod
     def from_tiktoken(
@@ -96,31 +89,25 @@ class FastokensEngine(Engine):
 
 
 class ByteLevelRewriteEngine(Engine):
-    """fastokens on the byte-level rewrite of a SentencePiece-style BPE (:mod:`tokenmill.tokenizer.bytelevel`),
-    with the file as it is for the documents where the rewrite stops at a partial character (an id from
-    ``first_extra`` up: a character outside the vocabulary that starts like one inside).
-
-    Where such documents are common (scripts the vocabulary covers partly), encoding them twice would cost more
-    than it saves: past a quarter of the first 1,024 documents, every document goes the original way.
-    """
+    """fastokens on the byte-level rewrite of a SentencePiece-style BPE (:mod:`tokenmill.tokenizer.bytelevel`).
+    Where the rewrite stops at a partial character (an id from ``first_extra`` up: a character outside the
+    vocabulary that starts like one inside), that id is replaced by the ``<0xXX>`` ids of its bytes, in numpy:
+    the original's ids for that character, without encoding the document a second time."""
 
     name = "fastokens"
     native = True
 
-    def __init__(
-        self,
-        rewritten: FastokensEngine,
-        plain: FastokensEngine,
-        first_extra: int,
-        spaces: bool = False,
-        classes: bool = False,
-    ) -> None:
-        self.rewritten, self.plain, self.first_extra, self.spaces = rewritten, plain, first_extra, spaces
+    def __init__(self, rewritten: FastokensEngine, rewrite: Rewrite) -> None:
+        self.rewritten, self.first_extra, self.spaces = rewritten, rewrite.first_extra, rewrite.spaces
         self.note = "SentencePiece-style BPE run as byte-level BPE" + (
-            ", words cut where the character class changes" if classes else ""
+            ", words cut where the character class changes" if rewrite.classes else ""
         )
-        self.documents = 0
-        self.redone = 0
+        lengths = np.fromiter((len(p) for p in rewrite.partials), dtype=np.int64, count=len(rewrite.partials))
+        self._partial_len = lengths
+        self._partial_start = np.cumsum(lengths) - lengths
+        self._partial_ids = np.fromiter(
+            (i for p in rewrite.partials for i in p), dtype=np.uint32, count=int(lengths.sum())
+        )
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         ids, offsets = self.encode_flat(texts)
@@ -128,25 +115,26 @@ class ByteLevelRewriteEngine(Engine):
         return [ids[bounds[i] : bounds[i + 1]].tolist() for i in range(len(texts))]
 
     def encode_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        if self.documents >= 1024 and self.redone * 4 > self.documents:
-            return self.plain.encode_flat(texts)
         ids, offsets = self.rewritten.encode_flat(metaspace_as_spaces(texts) if self.spaces else texts)
-        self.documents += len(texts)
         if not ids.size or int(ids.max()) < self.first_extra:
             return ids, offsets
-        docs = np.unique(np.searchsorted(offsets, np.flatnonzero(ids >= self.first_extra), side="right") - 1)
-        self.redone += len(docs)
-        again, again_offsets = self.plain.encode_flat([texts[d] for d in docs.tolist()])
-        lengths = np.diff(offsets)
-        lengths[docs] = np.diff(again_offsets)
-        pieces, start = [], 0
-        for k, d in enumerate(docs.tolist()):
-            pieces += [ids[offsets[start] : offsets[d]], again[again_offsets[k] : again_offsets[k + 1]]]
-            start = d + 1
-        pieces.append(ids[offsets[start] :])
-        new_offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=new_offsets[1:])
-        return np.concatenate(pieces).astype(np.uint32, copy=False), new_offsets
+        return self._bytes_for_partials(ids, offsets)
+
+    def _bytes_for_partials(self, ids: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        at = np.flatnonzero(ids >= self.first_extra)
+        which = ids[at].astype(np.int64) - self.first_extra
+        counts = np.ones(len(ids), dtype=np.int64)
+        counts[at] = self._partial_len[which]
+        ends = np.cumsum(counts)
+        out = np.repeat(ids, counts)
+        n = counts[at]
+        occurrence = np.repeat(np.arange(len(at)), n)
+        within = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        out[(ends[at] - n)[occurrence] + within] = self._partial_ids[
+            self._partial_start[which][occurrence] + within
+        ]
+        new_offsets = np.concatenate(([0], ends))[offsets]
+        return out, new_offsets
 
 
 def _loaded(text: str) -> FastokensEngine | str:
