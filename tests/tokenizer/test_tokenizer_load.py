@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from tokenizers import Tokenizer as RawTokenizer
 from tokenizers import normalizers, processors
 
@@ -18,6 +21,7 @@ from tokenmill.tokenizer import (
     load_tokenizer,
     train_tokenizer,
 )
+from tokenmill.tokenizer.base import sha256_json
 
 from .tokenizer_corpus import byte_level_ranks, tokenizer_json, write_json
 
@@ -84,6 +88,61 @@ def test_fingerprint_is_stable_across_paths_and_engines(tokenizer_path, tmp_path
     other = load_tokenizer(write_json(tmp_path, data, "nodecoder.json"))
     assert other.fingerprint == base.fingerprint
     assert len(other.encode("a fairly long text " * 10)) > 8
+
+
+#: JSON values as the standard library reads them: floats of every exponent, ints past 64 bits, any text
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _stdlib_sha256(obj) -> str:
+    return hashlib.sha256(
+        json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    ).hexdigest()
+
+
+@settings(max_examples=400, deadline=None)
+@given(obj=JSON_VALUES)
+@example(obj={"dropout": 1e-05, "vocab": {"a": 0}})  # orjson would write 0.00001
+@example(obj={1: "int keys", 2: ("a", "tuple")})  # the standard library's own conversions
+@example(obj=[[["a", "b"], ["c", 2**64]], {"z": None, "\U0001f600": True, "é": [1.5]}])
+def test_fingerprint_json_is_the_standard_library_s_bytes_whichever_writer_runs(obj):
+    """Fingerprints define every cache's identity: the fast writer may never change a byte of it."""
+    assert sha256_json(obj) == _stdlib_sha256(obj)
+
+
+def test_fingerprints_of_the_families_are_the_standard_library_definition_s(family_tokenizers):
+    """The fingerprint of each family's tokenizer.json, computed here with nothing but the standard library."""
+    for name in (
+        "cl100k-tokenizer.json",
+        "deepseek",
+        "mistral-v1",
+        "sentencepiece-bpe",
+        "unigram",
+        "wordpiece",
+    ):
+        tok = family_tokenizers[name]
+        spec = json.loads(tok._json)
+        want = _stdlib_sha256(
+            {
+                "kind": tok.kind,
+                "tokenizer": {
+                    k: spec.get(k) for k in ("model", "normalizer", "pre_tokenizer", "added_tokens")
+                },
+                "bos_id": tok.bos_id,
+                "eos_id": tok.eos_id,
+                "pad_id": tok.pad_id,
+                "adds_bos": tok.adds_bos,
+            }
+        )
+        assert tok.fingerprint == want, name
 
 
 def _renamed_token(d: dict) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import gc
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
 from tokenmill.errors import TokenizerError
 
@@ -47,8 +49,49 @@ def gc_paused() -> Iterator[None]:
 
 
 def sha256_json(obj: Any) -> str:
+    """sha256 of ``obj`` as the standard library writes it: sorted keys, no spaces, no ASCII escapes. Fingerprints
+    (and so every cache's identity) are defined by it, so the bytes may never change.
+
+    orjson writes the same bytes where the data is only dicts with str keys, lists, str, 64-bit ints, bools and
+    None (checked, in a fifth of the time the standard library takes to write; a property test compares both):
+    0.13 -> 0.04 s for Mistral v1's tokenizer.json, 0.37 -> 0.09 s for DeepSeek's, on the main thread while
+    `tokenmill prepare` starts. Floats are left to the standard library: orjson writes 1e-05 as 0.00001. (orjson
+    does not read these files faster than the standard library: 0.06 against 0.04 s for Mistral v1's.)"""
+    if _orjson_exact(obj):
+        try:
+            return hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        except (
+            TypeError
+        ):  # an int past 64 bits, a lone surrogate, a key that is no str: the standard library's
+            pass
     data = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+_ORJSON_EXACT = frozenset({str, int, bool, type(None)})
+
+
+def _orjson_exact(obj: Any) -> bool:
+    """Whether ``obj`` holds only what orjson and the standard library write alike (see :func:`sha256_json`).
+    Types are collected a container at a time (``set(map(type, ...))`` runs in C), and lists of lists are
+    flattened a level at a time, so 150k merges cost one pass, not 150k calls."""
+    stack: list[Any] = [[obj]]
+    while stack:
+        items = stack.pop()
+        types = set(map(type, items))
+        if types <= _ORJSON_EXACT:
+            continue
+        if not types <= _ORJSON_EXACT | {list, dict}:
+            return False  # a float, a tuple, a subclass, anything else: the standard library writes it
+        lists = [x for x in items if type(x) is list]
+        dicts = [x for x in items if type(x) is dict]
+        if lists:
+            stack.append(list(itertools.chain.from_iterable(lists)))
+        for d in dicts:
+            if not set(map(type, d)) <= {str}:
+                return False
+            stack.append(list(d.values()))
+    return True
 
 
 def start_in_background(builders: dict[str, Callable[[], Any]]) -> dict[str, Any]:
