@@ -6,9 +6,13 @@ The CLI only parses, calls one API function and prints; every behaviour lives in
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import importlib
+import os
 import sys
+import threading
+from typing import NoReturn
 
 from tokenmill import __version__
 from tokenmill.errors import TokenmillError
@@ -68,5 +72,31 @@ def _main(argv: list[str] | None) -> int:
         return 130
 
 
+def run_and_exit(argv: list[str] | None = None) -> NoReturn:
+    """The ``tokenmill`` command (the console script and ``python -m tokenmill.cli``): :func:`main`, then an exit
+    that skips the interpreter's teardown once the command is done.
+
+    Tearing down a process that has loaded lance, pyarrow and a tokenizer (module dictionaries, a last collection,
+    the Rust objects' destructors: fastokens' word caches among them) took 0.2 s of the 4.5-5 s of `tokenmill
+    prepare` with Mistral v1 (measured from the summary's first byte to the process's end: 0.19-0.29 s, 0.04-0.06 s
+    with this exit). What exit still owes is done first, as the interpreter does it: threads are joined (executors
+    included), ``atexit`` handlers run (Ray's shutdown, logging), the standard streams are flushed. Every file a
+    command writes is closed before it returns, and a cache is committed before its summary is printed: ending
+    here is no different for the data from the process's end. An error or a ``SystemExit`` (``--help``, a bad
+    option) takes the ordinary way out."""
+    code = main(argv)
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is None:  # not CPython: the ordinary exit
+        sys.exit(code)
+    shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away, a stream already closed: nothing left to say
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit()

@@ -1,5 +1,3 @@
-import sys
+from tokenmill.cli import run_and_exit
 
-from tokenmill.cli import main
-
-sys.exit(main())
+run_and_exit()
