@@ -20,15 +20,9 @@ def _records(tmp_path):
     return data
 
 
-def _run(args):
-    """``python ARGS`` with its output in pipes, block-buffered as a user's would be (never PYTHONUNBUFFERED)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, env=env)
-
-
-def test_python_m_prints_into_a_pipe_and_leaves_a_committed_cache(tmp_path):
-    out = tmp_path / "cache"
-    args = [
+def _prepare(tmp_path, out) -> list[str]:
+    """A small `tokenmill prepare` into ``out``: 20 documents, the byte tokenizer, no worker processes."""
+    return [
         "prepare",
         str(_records(tmp_path)),
         "--tokenizer",
@@ -38,6 +32,17 @@ def test_python_m_prints_into_a_pipe_and_leaves_a_committed_cache(tmp_path):
         "--output",
         str(out),
     ]
+
+
+def _run(args):
+    """``python ARGS`` with its output in pipes, block-buffered as a user's would be (never PYTHONUNBUFFERED)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_python_m_prints_into_a_pipe_and_leaves_a_committed_cache(tmp_path):
+    out = tmp_path / "cache"
+    args = _prepare(tmp_path, out)
     done = _run(["-m", "tokenmill.cli", *args, "--json"])
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["documents"] == 20
@@ -49,16 +54,7 @@ def test_python_m_prints_into_a_pipe_and_leaves_a_committed_cache(tmp_path):
 def test_threads_are_joined_and_atexit_handlers_run_before_the_exit(tmp_path):
     """A job still running on an executor when the command returns, and an ``atexit`` handler, both finish."""
     marker, out = tmp_path / "late.txt", tmp_path / "cache"
-    args = [
-        "prepare",
-        str(_records(tmp_path)),
-        "--tokenizer",
-        "bytes",
-        "--workers",
-        "0",
-        "--output",
-        str(out),
-    ]
+    args = _prepare(tmp_path, out)
     script = textwrap.dedent(
         f"""
         import atexit, sys, time
