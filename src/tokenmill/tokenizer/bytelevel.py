@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +72,7 @@ def _char_class(c: str) -> str:
 _CLASS_CHANGE = re.compile(r"W[DO]|D[WO]|O[WD]|\?")
 
 
-def merges_keep_classes(made: list[str]) -> bool:
+def merges_keep_classes(made: Iterable[str]) -> bool:
     """Whether no merge result has two characters of different classes side by side (nor one of unknown class):
     then no merge joins symbols across a class change, and :func:`word_pattern` may cut there. A merge
     result's characters are joined by "▁" here, which is class "m": no pair of classes across two results."""
@@ -253,7 +254,7 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
                 partials.append(tuple(byte_ids[b] for b in raw[: k + 1]))
             char_merges[(prefix, chars[raw[k]])] = None
             prefix = joined
-    classes = merges_keep_classes(list(made))
+    classes = merges_keep_classes(made)
     sides = byte_level_all([side for merge in merges for side in merge], spaces)
     rewritten: dict[str, Any] = dict(spec)
     if spaces:
