@@ -15,6 +15,7 @@ from tokenmill.tokenizer import load_tokenizer
 from tokenmill.tokenizer.bytelevel import (
     METASPACE,
     _byte_chars,
+    _crossing,
     byte_level,
     byte_level_all,
     merges_keep_classes,
@@ -201,8 +202,16 @@ def test_no_rewrite_where_it_would_not_be_exact(sp_cjk):
     def dropout(spec):
         spec["model"]["dropout"] = 0.1
 
+    def byte_merge(spec):
+        spec["model"]["merges"].append(["<0x41>", "<0x42>"])
+
+    def malformed(spec):
+        spec["model"]["merges"].append("ab")  # a merge as a string with no space: one side
+
     cases = {
         "merges across a word start": crossing,
+        "merges a <0xXX> token": byte_merge,
+        "has a malformed merge": malformed,
         "has a pre-tokenizer": pre_tokenized,
         "of the 256 <0xXX> tokens": missing_byte,
         "dropout": dropout,
@@ -213,6 +222,19 @@ def test_no_rewrite_where_it_would_not_be_exact(sp_cjk):
     # the file as it is still runs on fastokens where fastokens loads it
     plain = FastokensEngine.from_tokenizer_json(_edited(sp_cjk, crossing))
     assert type(plain) is FastokensEngine
+
+
+def test_a_merge_across_a_word_start_is_found_whatever_characters_the_merges_hold():
+    # the results are searched joined by a character none of them has; with every candidate taken, one by one
+    every_separator = ["\x00", "\x01", "\x1f", "\ufffe", "\uffff"]
+    for made in (["ab", "\u2581c"], every_separator + ["\u2581c"]):
+        assert _crossing(made) is None
+        assert _crossing([*made, "x\u2581"]) == "x\u2581"
+        assert _crossing(["\u2581\u2581", *made]) is None
+    assert (
+        _crossing(["a", "\x00\u2581"]) == "\x00\u2581"
+    )  # a separator candidate before "▁" is a crossing too
+    assert _crossing(["a", "\x00", "\u2581"]) is None  # ... but not across two results
 
 
 def test_other_tokenizers_are_not_rewritten(family_tokenizers):

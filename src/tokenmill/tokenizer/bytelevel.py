@@ -83,6 +83,19 @@ def merges_keep_classes(made: Iterable[str]) -> bool:
 
 _BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 _CROSSES = re.compile(f"[^{METASPACE}]{METASPACE}")
+
+
+def _crossing(made: Iterable[str]) -> str | None:
+    """The first merge result with a character other than "▁" before a "▁" (a merge across a word start), or
+    None. One search over the results joined by a character none of them has (else one search each)."""
+    made = list(made)
+    joined = "".join(made)
+    sep = next((c for c in ("\x00", "\x01", "\x1f", "\ufffe", "\uffff") if c not in joined), None)
+    if sep is not None and re.search(f"[^{METASPACE}{sep}]{METASPACE}", sep.join(made)) is None:
+        return None
+    return next((m for m in made if _CROSSES.search(m)), None)
+
+
 _BYTE_FALLBACK = re.compile(r'"byte_fallback"\s*:\s*true')
 
 
@@ -186,27 +199,28 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
     if spec.get("pre_tokenizer") is not None:
         return "has a pre-tokenizer"
     vocab: dict[str, int] = model.get("vocab") or {}
-    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model.get("merges") or []]
+    merges = [m.split(" ", 1) if isinstance(m, str) else m for m in model.get("merges") or []]
     byte_ids: dict[int, int] = {}
     byte_tokens: set[str] = set()
     for token, i in vocab.items():
-        m = _BYTE_TOKEN.fullmatch(token)
+        m = _BYTE_TOKEN.fullmatch(token) if token[:3] == "<0x" else None
         if m:
             byte_ids[int(m.group(1), 16)] = i
             byte_tokens.add(token)
     if len(byte_ids) != 256:
         return f"has {len(byte_ids)} of the 256 <0xXX> tokens"
     added = {t["content"] for t in spec.get("added_tokens") or [] if isinstance(t, dict)}
-    made: dict[str, None] = {}
-    for merge in merges:
-        if len(merge) != 2:
-            return "has a malformed merge"
-        left, right = merge
-        if left in byte_tokens or right in byte_tokens:
-            return "merges a <0xXX> token"
-        if _CROSSES.search(left + right):
-            return f"merges across a word start ({left + right!r})"
-        made[left + right] = None
+    # the merges are checked all at once (set and string operations in C), not one at a time: 0.05 -> 0.01 s
+    # on Mistral v1's 59k merges, GIL time while prepare starts
+    sides = [side for merge in merges for side in merge]
+    if not set(map(len, merges)) <= {2} or not set(map(type, sides)) <= {str}:
+        return "has a malformed merge"
+    if not byte_tokens.isdisjoint(sides):
+        return "merges a <0xXX> token"
+    made = dict.fromkeys(map(str.__add__, sides[::2], sides[1::2]))
+    crossing = _crossing(made)
+    if crossing is not None:
+        return f"merges across a word start ({crossing!r})"
     if added & made.keys():
         return "a merge makes an added token"
     # The Metaspace normalizer runs in Python on spaces when no added token is matched in the text (special
@@ -255,7 +269,7 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
             char_merges[(prefix, chars[raw[k]])] = None
             prefix = joined
     classes = merges_keep_classes(made)
-    sides = byte_level_all([side for merge in merges for side in merge], spaces)
+    sides = byte_level_all(sides, spaces)
     rewritten: dict[str, Any] = dict(spec)
     if spaces:
         rewritten["normalizer"] = None
@@ -274,7 +288,7 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
     rewritten["model"] = dict(
         model,
         vocab=out_vocab,
-        merges=[list(m) for m in char_merges] + [list(m) for m in zip(sides[::2], sides[1::2])],
+        merges=[*char_merges, *zip(sides[::2], sides[1::2])],  # pairs: orjson writes tuples as arrays
         byte_fallback=False,
         fuse_unk=False,
     )

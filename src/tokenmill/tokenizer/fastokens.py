@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tokenmill.tokenizer.base import scrub_surrogates
+from tokenmill.tokenizer.base import gc_paused, scrub_surrogates
 from tokenmill.tokenizer.bytelevel import Rewrite, metaspace_as_spaces, might_rewrite, sentencepiece_rewrite
 from tokenmill.tokenizer.engine import Engine
 
@@ -43,7 +43,8 @@ class FastokensEngine(Engine):
         except ImportError:
             return "is not installed"
         if might_rewrite(text):
-            rewrite = sentencepiece_rewrite(text)
+            with gc_paused():  # its 0.6M objects would set off collections: 0.29 -> 0.21 s for Mistral v1
+                rewrite = sentencepiece_rewrite(text)
             if isinstance(rewrite, Rewrite):
                 fast = _loaded(rewrite.tokenizer_json)
                 if isinstance(fast, FastokensEngine):
