@@ -14,8 +14,8 @@ and a Unigram trained here (no fast engine: the fallback). For each, each in its
   (and tokenmill again on the corpus listed twice, for the peak memory as the corpus grows, and with
   --executor process: spawned worker processes instead of threads sharing the engine)
 
-Each tokenmill prepare runs --repeat times (default 3), taking turns with the plain process, which runs as often;
-the median run of each is reported (the datasets recipe, 30-60 s, runs once). Wall seconds, CPU seconds (the
+tokenmill prepare, the plain process and the datasets recipe run --repeat times each (default 3), taking turns;
+the median run of each is reported (tokenmill on the doubled corpus and with --executor process run once). Wall seconds, CPU seconds (the
 process and its children) and the peak RSS of the process tree are reported, and the ids: every document of the
 cache (BOS/EOS taken off) must be a document the plain process encoded.
 Streaming: `from_files -> tokenize(transformers tokenizer) -> ensure_bos_eos -> concat_chunk(1024) ->
@@ -254,7 +254,8 @@ def main() -> None:
         "--repeat",
         type=int,
         default=3,
-        help="runs of each tokenmill prepare and of the plain process (taking turns); the medians are kept",
+        help="runs of tokenmill prepare, the plain process and the datasets recipe (taking turns); the medians "
+        "are kept",
     )
     args = ap.parse_args()
     out = Path(args.out)
@@ -304,32 +305,34 @@ def main() -> None:
         plain_cmd = [PY, "-c", PLAIN, str(tok), str(digests), *map(str, shards)]
         x2 = sorted(twice.glob("*.jsonl.gz"))
         runs: dict[str, list[dict]] = {}
-        # the plain process and tokenmill prepare take turns, each --repeat times, so that a slow minute of a
-        # shared machine falls on both; the medians give the ratio
+        # the plain process, tokenmill prepare and the datasets recipe take turns, each --repeat times, so that a
+        # slow minute of a shared machine falls on all three; the medians give the ratios
         ours = out / f"cache-{name}-tokenmill"
+        hf = out / f"hf-{name}"
         for _ in range(args.repeat):
             runs.setdefault("plain", []).append(measured(plain_cmd, env))
             shutil.rmtree(ours, ignore_errors=True)
             runs.setdefault("tokenmill", []).append(measured(prepare_cmd(tok, shards, ours), env))
+            if not args.skip_datasets:
+                shutil.rmtree(hf, ignore_errors=True)
+                runs.setdefault("datasets", []).append(
+                    measured([PY, "-c", DATASETS, str(tok), str(hf), *map(str, shards)], env)
+                )
+                shutil.rmtree(hf, ignore_errors=True)
+        # once each: the peak memory as the corpus doubles, and spawned processes instead of threads
         for label, src, extra in (
             ("tokenmill-x2", x2, []),
             ("tokenmill-process", shards, ["--executor", "process"]),
         ):
             cache = out / f"cache-{name}-{label}"
-            for _ in range(args.repeat):
-                shutil.rmtree(cache, ignore_errors=True)
-                runs.setdefault(label, []).append(measured(prepare_cmd(tok, src, cache, extra), env))
+            shutil.rmtree(cache, ignore_errors=True)
+            runs.setdefault(label, []).append(measured(prepare_cmd(tok, src, cache, extra), env))
             shutil.rmtree(cache, ignore_errors=True)
         for label, label_runs in runs.items():  # the median run of each
             row[label] = sorted(label_runs, key=lambda r: r["seconds"])[len(label_runs) // 2]
             row[label]["all_seconds"] = [round(r["seconds"], 2) for r in label_runs]
         check = measured([PY, "-c", CHECK_IDS, str(ours), str(digests)], env)
         row["tokenmill"].update(ids_identical=check["identical"], engine=check["engine"])
-        if not args.skip_datasets:
-            hf = out / f"hf-{name}"
-            shutil.rmtree(hf, ignore_errors=True)
-            row["datasets"] = measured([PY, "-c", DATASETS, str(tok), str(hf), *map(str, shards)], env)
-            shutil.rmtree(hf, ignore_errors=True)
         for r in row.values():
             r["tokens_per_s"] = r["tokens"] / r["seconds"]
         ours = row["tokenmill"]["tokens_per_s"]
