@@ -208,15 +208,19 @@ def test_no_rewrite_where_it_would_not_be_exact(sp_cjk):
     def malformed(spec):
         spec["model"]["merges"].append("ab")  # a merge as a string with no space: one side
 
-    cases = {
-        "merges across a word start": crossing,
-        "merges a <0xXX> token": byte_merge,
-        "has a malformed merge": malformed,
-        "has a pre-tokenizer": pre_tokenized,
-        "of the 256 <0xXX> tokens": missing_byte,
-        "dropout": dropout,
-    }
-    for reason, edit in cases.items():
+    def not_a_pair(spec):
+        spec["model"]["merges"].append(7)
+
+    cases = [
+        ("merges across a word start", crossing),
+        ("merges a <0xXX> token", byte_merge),
+        ("has a malformed merge", malformed),
+        ("has a malformed merge", not_a_pair),
+        ("has a pre-tokenizer", pre_tokenized),
+        ("of the 256 <0xXX> tokens", missing_byte),
+        ("dropout", dropout),
+    ]
+    for reason, edit in cases:
         why = sentencepiece_rewrite(_edited(sp_cjk, edit))
         assert isinstance(why, str) and reason in why, (reason, why)
     # the file as it is still runs on fastokens where fastokens loads it
