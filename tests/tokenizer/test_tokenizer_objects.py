@@ -1,6 +1,7 @@
-"""Tokenizer objects users hold (transformers fast and slow, v5 and v4, `tokenizers`, tiktoken) work wherever a tokenizer
-is taken, with the same engine choice and BOS/EOS convention as the path form; transformers' keyword arguments
-give what transformers gives, or a refusal that says what to use."""
+"""Tokenizer objects users hold (transformers fast and slow, `tokenizers`, tiktoken) work wherever a tokenizer is
+taken, with the same engine choice and BOS/EOS convention as the path form; transformers' keyword arguments give
+what transformers gives, or a refusal that says what to use. Written for transformers 5 and 4 alike (`make
+test-transformers4` runs them under 4.57)."""
 
 from __future__ import annotations
 
