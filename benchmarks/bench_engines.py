@@ -15,9 +15,9 @@ and a Unigram trained here (no fast engine: the fallback). For each, each in its
   --executor process: spawned worker processes instead of threads sharing the engine)
 
 tokenmill prepare, the plain process and the datasets recipe run --repeat times each (default 3), taking turns;
-the median run of each is reported (tokenmill on the doubled corpus and with --executor process run once). Wall seconds, CPU seconds (the
-process and its children) and the peak RSS of the process tree are reported, and the ids: every document of the
-cache (BOS/EOS taken off) must be a document the plain process encoded.
+the median run of each is reported (tokenmill on the doubled corpus and with --executor process run once). Wall
+seconds, CPU seconds (the process and its children) and the peak RSS of the process tree are reported, and the
+ids: every document of the cache (BOS/EOS taken off) must be a document the plain process encoded.
 Streaming: `from_files -> tokenize(transformers tokenizer) -> ensure_bos_eos -> concat_chunk(1024) ->
 shuffle(1000) -> batch(8)` over the whole corpus against the plain process on the same tokenizer, and the time
 from `iter(state)` to the next batch after 500 batches. The machine may be shared: ratios come from one run and
