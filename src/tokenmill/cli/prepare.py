@@ -253,6 +253,10 @@ def run(args: argparse.Namespace) -> int:
         return run_prepare(args)
     data = resolve_config(args)
     _preload_engine(data)
+    if getattr(args, "own_process", False) and not data.get("hf") and data.get("executor") != "ray":
+        from tokenmill.cli import import_arrow_without_pandas
+
+        import_arrow_without_pandas()  # before tokenmill.prepare imports lance, which imports pyarrow.dataset
     from tokenmill.prepare import PrepareConfig, prepare
 
     config = PrepareConfig.from_dict(data, _where(args, data))
