@@ -40,6 +40,11 @@ def _pandas_loaded(done: subprocess.CompletedProcess) -> bool:
     return json.loads(line.removeprefix("PANDAS "))
 
 
+def _script(entry: str, argv: list[str]) -> str:
+    """``tokenmill ARGV`` through ``run_and_exit`` (the command's own process) or ``main`` (a caller's)."""
+    return REPORT + f"from tokenmill.cli import {entry}\n{entry}({argv!r})\n"
+
+
 def _records(tmp_path) -> str:
     data = tmp_path / "records.jsonl"
     data.write_text("".join(json.dumps({"text": f"document {i} of the file"}) + "\n" for i in range(20)))
@@ -53,14 +58,23 @@ def _prepare(tmp_path, out, *more: str) -> list[str]:
 def test_prepare_in_its_own_process_leaves_pandas_unloaded_and_writes_the_same_cache(tmp_path):
     own, called = tmp_path / "own", tmp_path / "called"
     source = _records(tmp_path)
-    script = REPORT + "from tokenmill.cli import {f}\n{f}({argv!r})\n"
-    done = _run(script.format(f="run_and_exit", argv=_prepare(tmp_path, own, source)))
+    done = _run(_script("run_and_exit", _prepare(tmp_path, own, source)))
     assert _pandas_loaded(done) is False
     # main() runs in a caller's process, which may hold pandas objects: pyarrow loads pandas there as always
-    done = _run(script.format(f="main", argv=_prepare(tmp_path, called, source)))
+    done = _run(_script("main", _prepare(tmp_path, called, source)))
     assert _pandas_loaded(done) is True
     tables = [lance.dataset(str(c / TOKENS_DATASET)).to_table() for c in (own, called)]
     assert tables[0].num_rows == 20 and tables[0].equals(tables[1])
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["verify", "--deep"]])
+def test_inspect_and_verify_in_their_own_process_leave_pandas_unloaded(tmp_path, command):
+    cache = tmp_path / "cache"
+    assert _pandas_loaded(_run(_script("main", _prepare(tmp_path, cache, _records(tmp_path))))) is True
+    done = _run(_script("run_and_exit", [*command, str(cache), "--json"]))
+    assert _pandas_loaded(done) is False
+    report = json.loads(done.stdout)
+    assert report["documents"] == 20 if command == ["inspect"] else report["ok"] is True
 
 
 def test_pandas_still_loads_when_asked_for_after_the_import_without_it():

@@ -89,11 +89,13 @@ def import_arrow_without_pandas() -> None:
     pyarrow's dataset module makes a scalar as it loads, and making one asks whether pandas is installed by
     importing it: 0.3 s of imports and 30-40 MB that `tokenmill prepare` never uses. Over 8 interleaved pairs of
     `prepare` with Mistral v1 (100 MB of JSONL.gz, 2 cores), medians: 4.38 -> 4.03 s, 7.06 -> 6.65 CPU-s, 10k
-    fewer page faults (docs/benchmarks.md). pyarrow keeps the refusal for the life of the process: its C++ converter never
-    looks for pandas again, so ``pd.NA`` or ``pd.NaT`` would no longer be recognised in a conversion to Arrow.
-    Hence only a command's own process (:func:`run_and_exit`) does this, and only where the command converts
-    nothing from pandas (``prepare`` without a Hugging Face dataset, which `datasets` reads through pandas, and
-    without a Ray driver). Nothing is done once pandas or pyarrow's dataset module is loaded."""
+    fewer page faults (docs/benchmarks.md). pyarrow keeps the refusal for the life of the process: its C++
+    converter never looks for pandas again, so ``pd.NA`` or ``pd.NaT`` would no longer be recognised in a
+    conversion to Arrow. Hence only a command's own process (:func:`run_and_exit`) does this, and only where the
+    command converts nothing from pandas: ``prepare`` without a Hugging Face dataset (which `datasets` reads
+    through pandas) and without a Ray driver, ``inspect`` of a cache and ``verify`` (3 interleaved pairs on the
+    benchmark's cache: ``inspect`` 0.74-0.84 -> 0.35-0.42 s, ``verify`` 0.69-0.82 -> 0.41-0.54 s). Nothing is
+    done once pandas or pyarrow's dataset module is loaded."""
     if "pandas" in sys.modules or "pyarrow._dataset" in sys.modules:
         return
     refuse = _RefusePandas()

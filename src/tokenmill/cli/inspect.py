@@ -123,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
         from tokenmill.errors import ConfigError
 
         raise ConfigError("name a cache to inspect")
+    if getattr(args, "own_process", False):  # a cache's report converts nothing from pandas: 0.3 s less
+        from tokenmill.cli import import_arrow_without_pandas
+
+        import_arrow_without_pandas()
     report, lengths = cache_report(
         args.cache, parse_key_values(args.storage_option, "--storage-option") or None
     )

@@ -23,6 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "own_process", False):  # a check converts nothing from pandas: 0.3 s of 0.7 s less
+        from tokenmill.cli import import_arrow_without_pandas
+
+        import_arrow_without_pandas()
     from tokenmill.cache.verify import report_json, verify_cache
 
     options = parse_key_values(args.storage_option, "--storage-option") or None
