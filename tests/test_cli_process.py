@@ -109,8 +109,6 @@ def test_a_hugging_face_build_in_its_own_process_loads_pandas(tmp_path):
         "HF_DATASETS_OFFLINE": "1",
         "HF_DATASETS_CACHE": str(tmp_path / "hf-cache"),
     }
-    done = _run(
-        REPORT + f"from tokenmill.cli import run_and_exit\nrun_and_exit({[*argv, '--json']!r})\n", **offline
-    )
+    done = _run(_script("run_and_exit", [*argv, "--json"]), **offline)
     assert _pandas_loaded(done) is True
     assert json.loads(done.stdout)["documents"] == 30
