@@ -67,14 +67,27 @@ def test_prepare_in_its_own_process_leaves_pandas_unloaded_and_writes_the_same_c
     assert tables[0].num_rows == 20 and tables[0].equals(tables[1])
 
 
+@pytest.fixture
+def cache(tmp_path):
+    """A small cache, built through main() (pandas loaded as always)."""
+    out = tmp_path / "cache"
+    assert _pandas_loaded(_run(_script("main", _prepare(tmp_path, out, _records(tmp_path))))) is True
+    return str(out)
+
+
 @pytest.mark.parametrize("command", [["inspect"], ["verify", "--deep"]])
-def test_inspect_and_verify_in_their_own_process_leave_pandas_unloaded(tmp_path, command):
-    cache = tmp_path / "cache"
-    assert _pandas_loaded(_run(_script("main", _prepare(tmp_path, cache, _records(tmp_path))))) is True
-    done = _run(_script("run_and_exit", [*command, str(cache), "--json"]))
+def test_inspect_and_verify_in_their_own_process_leave_pandas_unloaded(cache, command):
+    done = _run(_script("run_and_exit", [*command, cache, "--json"]))
     assert _pandas_loaded(done) is False
     report = json.loads(done.stdout)
     assert report["documents"] == 20 if command == ["inspect"] else report["ok"] is True
+
+
+def test_batches_of_caches_in_their_own_process_leave_pandas_unloaded_and_are_the_same(cache):
+    argv = ["batches", cache, "--seq-len", "8", "--batch-size", "2", "--steps", "3"]
+    own, called = _run(_script("run_and_exit", argv)), _run(_script("main", argv))
+    assert _pandas_loaded(own) is False and _pandas_loaded(called) is True
+    assert own.stdout == called.stdout and "document" in own.stdout
 
 
 def test_pandas_still_loads_when_asked_for_after_the_import_without_it():
