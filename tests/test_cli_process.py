@@ -1,5 +1,5 @@
 """A command in its own process (the ``tokenmill`` script) loads pyarrow without pandas where it converts nothing
-from pandas (:func:`tokenmill.cli.import_arrow_without_pandas`); a build that reads a Hugging Face dataset, and
+from pandas (:func:`tokenmill.cli._common.import_arrow_without_pandas`); a build that reads a Hugging Face dataset, and
 ``main()`` called in a caller's process, keep pandas as pyarrow loads it.
 
 Each case runs in a fresh interpreter: whether pandas is loaded is decided once per process, as pyarrow loads.
@@ -95,8 +95,9 @@ def test_pandas_still_loads_when_asked_for_after_the_import_without_it():
     own conversions to pandas find it."""
     body = textwrap.dedent(
         """
-        from tokenmill.cli import import_arrow_without_pandas
-        import_arrow_without_pandas()
+        import argparse
+        from tokenmill.cli._common import import_arrow_without_pandas
+        import_arrow_without_pandas(argparse.Namespace(own_process=True))
         assert "pandas" not in sys.modules and "pyarrow._dataset" in sys.modules
         import lance, pyarrow as pa
         assert "pandas" not in sys.modules

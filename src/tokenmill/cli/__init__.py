@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
     """Run one command; ``own_process``: this process is the command's alone (:func:`run_and_exit`), so a
-    subcommand may tune it for itself (:func:`import_arrow_without_pandas`)."""
+    subcommand may tune it for itself (:func:`tokenmill.cli._common.import_arrow_without_pandas`)."""
     # The collector runs every 10,000 allocations instead of 700 while a command runs: loading lance, pyarrow
     # and a tokenizer.json otherwise sets off three full collections of a heap with no garbage in it. Measured
     # on `prepare` with Mistral v1: 0.25 -> 0.14 s of collection, most of it on the main thread before the
@@ -73,38 +73,6 @@ def _main(argv: list[str] | None, own_process: bool) -> int:
     except KeyboardInterrupt:
         print(f"tokenmill {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-
-
-class _RefusePandas:
-    """A meta path finder that refuses ``import pandas`` while it is installed."""
-
-    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name == "pandas":
-            raise ImportError("pandas is not imported by this tokenmill command")
-
-
-def import_arrow_without_pandas() -> None:
-    """Import pyarrow's dataset module (lance loads it) without importing pandas, in a command's own process.
-
-    pyarrow's dataset module makes a scalar as it loads, and making one asks whether pandas is installed by
-    importing it: 0.3 s of imports and 30-40 MB that `tokenmill prepare` never uses. Over 8 interleaved pairs of
-    `prepare` with Mistral v1 (100 MB of JSONL.gz, 2 cores), medians: 4.38 -> 4.03 s, 7.06 -> 6.65 CPU-s, 10k
-    fewer page faults (docs/benchmarks.md). pyarrow keeps the refusal for the life of the process: its C++
-    converter never looks for pandas again, so ``pd.NA`` or ``pd.NaT`` would no longer be recognised in a
-    conversion to Arrow. Hence only a command's own process (:func:`run_and_exit`) does this, and only where the
-    command converts nothing from pandas: ``prepare`` without a Hugging Face dataset (which `datasets` reads
-    through pandas) and without a Ray driver; ``inspect`` and ``verify`` of a cache; ``batches`` of caches (not of
-    a recipe). 3 interleaved pairs on the benchmark's cache: ``inspect`` 0.74-0.84 -> 0.35-0.42 s, ``verify``
-    0.69-0.82 -> 0.41-0.54 s, ``batches`` 0.60-0.73 -> 0.28-0.52 s. Nothing is done once pandas or pyarrow's
-    dataset module is loaded."""
-    if "pandas" in sys.modules or "pyarrow._dataset" in sys.modules:
-        return
-    refuse = _RefusePandas()
-    sys.meta_path.insert(0, refuse)
-    try:
-        import pyarrow.dataset  # noqa: F401
-    finally:
-        sys.meta_path.remove(refuse)
 
 
 def run_and_exit(argv: list[str] | None = None) -> NoReturn:

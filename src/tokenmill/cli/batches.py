@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tokenmill.cli._common import parse_key_values, print_json
+from tokenmill.cli._common import import_arrow_without_pandas, parse_key_values, print_json
 from tokenmill.errors import ConfigError
 from tokenmill.labels import IGNORE_INDEX, next_token_targets
 from tokenmill.loader.layouts import LONG_DOCUMENTS, MODES
@@ -199,10 +199,10 @@ def _tokenizer_for(source: Any, k: int) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "own_process", False) and not args.recipe and not args.config:
-        from tokenmill.cli import import_arrow_without_pandas
-
-        import_arrow_without_pandas()  # caches alone convert nothing from pandas (a recipe may read a dataset)
+    if not args.recipe and not args.config:
+        import_arrow_without_pandas(
+            args
+        )  # caches alone convert nothing from pandas (a recipe may read a dataset)
     from tokenmill.loader import Batches, load_state, save_state
 
     if (args.seq_len is not None and args.seq_len < 1) or args.batch_size < 1:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tokenmill.cli._common import human, parse_key_values, print_json
+from tokenmill.cli._common import human, import_arrow_without_pandas, parse_key_values, print_json
 from tokenmill.loader.layouts import MODES
 
 
@@ -123,10 +123,7 @@ def run(args: argparse.Namespace) -> int:
         from tokenmill.errors import ConfigError
 
         raise ConfigError("name a cache to inspect")
-    if getattr(args, "own_process", False):  # a cache's report converts nothing from pandas: 0.3 s less
-        from tokenmill.cli import import_arrow_without_pandas
-
-        import_arrow_without_pandas()
+    import_arrow_without_pandas(args)  # a cache's report converts nothing from pandas: 0.3 s less
     report, lengths = cache_report(
         args.cache, parse_key_values(args.storage_option, "--storage-option") or None
     )

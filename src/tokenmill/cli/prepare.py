@@ -8,7 +8,14 @@ from typing import Any
 
 import yaml
 
-from tokenmill.cli._common import add_engine_argument, human, parse_key_values, parse_number, print_json
+from tokenmill.cli._common import (
+    add_engine_argument,
+    human,
+    import_arrow_without_pandas,
+    parse_key_values,
+    parse_number,
+    print_json,
+)
 from tokenmill.config import Where, key_lines, load_yaml
 from tokenmill.errors import ConfigError
 from tokenmill.sources.detect import FORMATS as INPUT_FORMATS
@@ -253,10 +260,10 @@ def run(args: argparse.Namespace) -> int:
         return run_prepare(args)
     data = resolve_config(args)
     _preload_engine(data)
-    if getattr(args, "own_process", False) and not data.get("hf") and data.get("executor") != "ray":
-        from tokenmill.cli import import_arrow_without_pandas
-
-        import_arrow_without_pandas()  # before tokenmill.prepare imports lance, which imports pyarrow.dataset
+    if not data.get("hf") and data.get("executor") != "ray":
+        import_arrow_without_pandas(
+            args
+        )  # before tokenmill.prepare imports lance, which imports pyarrow.dataset
     from tokenmill.prepare import PrepareConfig, prepare
 
     config = PrepareConfig.from_dict(data, _where(args, data))

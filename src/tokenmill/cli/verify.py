@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tokenmill.cli._common import parse_key_values
+from tokenmill.cli._common import import_arrow_without_pandas, parse_key_values
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,10 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "own_process", False):  # a check converts nothing from pandas: 0.3 s of 0.7 s less
-        from tokenmill.cli import import_arrow_without_pandas
-
-        import_arrow_without_pandas()
+    import_arrow_without_pandas(args)  # a check converts nothing from pandas: 0.3 s of 0.7 s less
     from tokenmill.cache.verify import report_json, verify_cache
 
     options = parse_key_values(args.storage_option, "--storage-option") or None
