@@ -4,6 +4,7 @@ as the byte tokens the original gives, and no rewrite where it would not be exac
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +14,11 @@ from tokenizers import Tokenizer, pre_tokenizers
 
 from tokenmill.tokenizer import load_tokenizer
 from tokenmill.tokenizer.bytelevel import (
+    KNOWN_CUT,
     METASPACE,
     _byte_chars,
     _crossing,
+    _known_cut_refusal,
     byte_level,
     byte_level_all,
     merges_keep_classes,
@@ -381,3 +384,127 @@ def test_one_merge_across_classes_and_the_class_cut_is_not_made(sp_by_class, std
 
 def vocab_id(path, token: str) -> int:
     return json.loads(path.read_text())["model"]["vocab"][token]
+
+
+# -- the known cut: a pattern fastokens' scanner knows, runs of "▁" put right afterwards ------------------------
+
+#: what the known cut must get right: runs of spaces before digits, symbols, words, line breaks and the end;
+#: contractions and quoted words ("'" is swapped), the stand-in itself (before a contraction too), the hazard
+#: "²." of Mistral v1, marks, other whitespace and numbers
+KNOWN_CUT_TEXTS = [
+    "a  1",
+    "x = 1  # 2",
+    "    return x\n        1\n",
+    "  two leading spaces",
+    "trailing   ",
+    " ",
+    "",
+    "a" + " " * 300 + "1 " + " " * 17 + "----------" + " " * 33,
+    "it's 'sub' 'dog' don't 'LL 'Re ſ 'ſx",
+    "x \x7f y \x7fs \x7fRE 'a\x7f'b",
+    "x². 2²  ². (²)",
+    "e\u0301te  12  \u0663\u0663 (a,b)->c; \u0939\u093f\u0928\u094d\u0926\u0940",
+    "\t x\u00a0 y\u3000z \r\n  ;\r\n  )\r\r",
+    "\u2581\u2581 x \u2581\u2581\u2581 1",
+    "\u200b \u200b\u200b  \u200bx",
+]
+
+#: the characters of those texts, for texts hypothesis makes of them
+KNOWN_CUT_ALPHABET = list(
+    " \t\n\r\x0b\x1c\x85\u00a0\u3000'\x7f\u017fsStTdlLrReE1²٣.,()#-éÉ\u0301中😀\u2581\u200bxΩ"
+) + [
+    "  ",
+    "    ",
+    "\r\n",
+    "e\u0301",
+]
+
+
+@pytest.fixture(scope="module")
+def mistral_v1(family_tokenizers):
+    tok = family_tokenizers["mistral-v1"]
+    return rewrite_engine(tok), tok._reference_engine()
+
+
+def test_mistral_v1_takes_the_known_cut(tmp_path):
+    from .tokenizer_families import mistral_v1_tokenizer_json
+
+    path = mistral_v1_tokenizer_json(tmp_path / "tokenizer.json")
+    rewrite = sentencepiece_rewrite(path.read_text())
+    assert not isinstance(rewrite, str) and rewrite.known_cut is not None, rewrite
+    assert rewrite.known_cut_refusal == "" and rewrite.hazards == ("².",)
+    assert json.loads(rewrite.known_cut)["pre_tokenizer"]["pretokenizers"][0]["pattern"] == {
+        "Regex": KNOWN_CUT
+    }
+    # 15 runs: "▁" and its runs of 2 to 16 but 15
+    assert sorted(n for _, n in rewrite.runs) == [*range(1, 15), 16]
+    engine = rewrite_engine(load_tokenizer(path))
+    assert engine.known_cut and "pattern fastokens knows" in engine.note
+
+
+def test_known_cut_gives_the_reference_ids(mistral_v1, stdlib_docs):
+    engine, ref = mistral_v1
+    texts = KNOWN_CUT_TEXTS + stdlib_docs[:200]
+    assert engine.encode_batch(texts) == ref.encode_batch(texts)
+    for text in KNOWN_CUT_TEXTS:  # alone too: a batch of texts that need no generic cut, and of ones that do
+        assert engine.encode_batch([text]) == ref.encode_batch([text]), text
+
+
+def test_known_cut_flat_ids_and_offsets_match_the_lists(mistral_v1):
+    engine, ref = mistral_v1
+    ids, offsets = engine.encode_flat(KNOWN_CUT_TEXTS)
+    assert ids.dtype == np.uint32 and offsets.dtype == np.int64 and offsets[-1] == len(ids)
+    want = ref.encode_batch(KNOWN_CUT_TEXTS)
+    assert [ids[offsets[i] : offsets[i + 1]].tolist() for i in range(len(want))] == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.lists(st.sampled_from(KNOWN_CUT_ALPHABET), max_size=30).map("".join), max_size=8))
+def test_known_cut_any_text_gives_the_reference_ids(mistral_v1, texts):
+    engine, ref = mistral_v1
+    assert engine.encode_batch(texts) == ref.encode_batch(texts)
+
+
+def _mistral_edited(tmp_path, edit) -> Path:
+    from .tokenizer_families import mistral_v1_tokenizer_json
+
+    source = mistral_v1_tokenizer_json(tmp_path / "mistral" / "tokenizer.json")
+    path = tmp_path / "edited" / "tokenizer.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(_edited(source, edit))
+    return path
+
+
+def test_runs_merged_early_keep_the_generic_cut_with_the_reference_ids(tmp_path):
+    """Llama 2 ranks "▁▁" among its first merges: a run may then take the last "▁" from the word after it, which
+    is not decided by the run alone, so the known cut is not made; the generic cut still gives the ids."""
+
+    def runs_first(spec):
+        merges = spec["model"]["merges"]
+        runs = [m for m in merges if not "".join(m.split(" ") if isinstance(m, str) else m).strip(METASPACE)]
+        spec["model"]["merges"] = runs + [m for m in merges if m not in runs]
+
+    path = _mistral_edited(tmp_path, runs_first)
+    rewrite = sentencepiece_rewrite(path.read_text())
+    assert not isinstance(rewrite, str) and rewrite.known_cut is None
+    assert "ranks before other merges" in rewrite.known_cut_refusal
+    engine = rewrite_engine(load_tokenizer(path))
+    assert not engine.known_cut
+    assert engine.encode_batch(KNOWN_CUT_TEXTS) == reference_ids(path, KNOWN_CUT_TEXTS)
+
+
+def test_known_cut_refusals():
+    # merges the pattern may cut: a letter with a digit or with punctuation, a run of "▁" into a word; pairs of
+    # ASCII characters every text may hold; an added token with an apostrophe (it would be swapped)
+    assert _known_cut_refusal(["ab", "a1"], set())[0] == "a merge joins 'a1', which it may cut between"
+    assert _known_cut_refusal(["ab", "a."], set())[0] == "a merge joins 'a.', which it may cut between"
+    assert _known_cut_refusal(["\u2581\u2581a"], set())[0] == "a merge makes '\u2581\u2581a'"
+    assert _known_cut_refusal(["a\u2581"], set())[0] == "a merge makes 'a\u2581'"
+    assert _known_cut_refusal(["ab"], {"<it's>"})[0] == "an added token holds an apostrophe"
+    many = [f"{chr(0x4E00 + i)}{chr(0x2460 + i)}" for i in range(40)]  # CJK then a circled digit: 40 pairs
+    assert "40 pairs" in _known_cut_refusal(many, set())[0]
+    # what it never cuts: letters and marks, punctuation runs with the line breaks after them, "▁" before
+    # either, line breaks, pure runs of "▁" (ranked last); a non-ASCII pair it may cut is a hazard
+    ok = ["ab", "e\u0301", "..", ";\r", "\r\r", "\u2581a", "\u2581(", "\u2581\r", "²."]
+    assert _known_cut_refusal([*ok, "\u2581\u2581", "\u2581\u2581\u2581"], set()) == (None, ("².",))
+    assert _known_cut_refusal(["\u2581\u2581", *ok], set())[0].startswith("a merge that makes a run")

@@ -25,6 +25,21 @@ speed either way). The rewrite keeps every id and adds only the ids of partial c
   (:func:`word_pattern`). Whether a cut is exact depends only on the two characters beside it, which is what
   makes the check over the merges complete.
 - **Merges** keep their order; ``<0xXX>`` tokens are in none of them (checked), so byte fallback never differs.
+- **The known cut.** fastokens cuts words with a hand-written scanner only for patterns it knows by their text
+  (cl100k's and its kin), and runs any other pattern through PCRE2 and a generic loop at a quarter of that speed
+  (``benchmarks/bench_split_paths.py``). Where the vocabulary allows, the rewrite is also made with one it knows,
+  :data:`KNOWN_CUT` (:attr:`Rewrite.known_cut`). That pattern gives a run of spaces but its last one to a piece of
+  its own, while SentencePiece lets the merges decide whether the last "▁" joins the run or the word after it
+  ("a  1" is ``▁a ▁▁ 1`` in Mistral v1). It is exact when (checked over the merges, :func:`_known_cut_refusal`):
+  no merge joins two characters the pattern may cut between (only letters and marks with letters and marks,
+  punctuation and symbols with their own kind, "▁" with either of them, and "▁" with "▁" inside a run), and every
+  merge that makes a run of "▁" ranks after every other merge (Mistral v1's 104 run merges are its last). Then
+  BPE on "▁"*k + word first does every other merge, the last "▁" joining the word or not, and only then joins
+  what "▁" are left: so each run's tokens are those of the run alone, ``BPE("▁"*c)`` for the c "▁" its tokens
+  hold, and :class:`tokenmill.tokenizer.fastokens.ByteLevelRewriteEngine` puts them there after fastokens has
+  run. The pattern's contractions (``'s``, ``'t``...) cut inside words, so the rewrite swaps "'" and
+  :data:`APOSTROPHE_STAND_IN` (both punctuation to the pattern) in its vocabulary and in the text; a text that
+  holds the stand-in itself is encoded with the generic cut.
 
 Anything else (dropout, a pre-tokenizer, subword prefixes, a missing ``<0xXX>`` token, an added token that a
 merge makes) and the rewrite is not made. Its ids are still checked against `tokenizers` on the probe set and the
@@ -56,6 +71,81 @@ def word_pattern(mark: str, classes: bool = False) -> str:
     if not classes:
         return f"{mark}*[^{mark}]+|{mark}+"
     return f"{mark}*(?:[{_WORD}]+|[{_DIGIT}]+|[^{_WORD}{_DIGIT}{mark}]+)|{mark}+"
+
+
+#: One of the patterns fastokens' scanner knows by its text (letters and marks together, one digit a piece).
+KNOWN_CUT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+#: What "'" becomes in the text and the vocabulary of :attr:`Rewrite.known_cut`: punctuation to the pattern too,
+#: but in none of its contractions
+APOSTROPHE_STAND_IN = "\x7f"
+
+
+def _known_cut_class(c: str) -> str:
+    """The class :data:`KNOWN_CUT` puts ``c`` in, as far as the rewrite relies on it: "S" for "▁" (a space
+    there), "W" for letters and marks, "O" for punctuation, symbols, and controls and format characters that are
+    no whitespace, "R" for "\\r" and "\\n", "N" for numbers, "?" for the rest (other whitespace, unassigned and
+    private characters)."""
+    if c == METASPACE:
+        return "S"
+    if c in "\r\n":
+        return "R"
+    category = unicodedata.category(c)
+    if category[0] in "LM":
+        return "W"
+    if category[0] == "N":
+        return "N"
+    if category[0] in "PS" or (category in ("Cc", "Cf") and not c.isspace()):
+        return "O"
+    return "?"
+
+
+#: Merge results (as classes, "|" between them) the known cut cannot follow: a "▁" after anything else (a merge
+#: across a word start) or a run of "▁" with anything after it (only pure runs may hold two "▁")
+_KNOWN_CUT_REFUSED = re.compile(r"[^S|]S|SS[^S|]")
+#: Two characters side by side that :data:`KNOWN_CUT` may put in two pieces. It never cuts inside a run of letters
+#: and marks (no contraction is left: "'" is swapped out), nor of punctuation and symbols (taken whole, with the
+#: line breaks after them), nor between a space and the letters, punctuation or line break after it, nor inside a
+#: line break; it does cut runs of spaces, whose tokens are put right afterwards (the module's docstring).
+_KNOWN_CUT_MAY_CUT = re.compile(r"(?=(W[ORN?]|O[WN?]|S[N?]|R[WON?]|[N?][WORN?]))")
+#: a tokenizer with merges of more such pairs than this is not given the known cut
+_KNOWN_CUT_MAX_HAZARDS = 32
+
+
+def _known_cut_refusal(results: list[str], added: set[str]) -> tuple[str | None, tuple[str, ...]]:
+    """Why the known cut would not be exact for merges with these ``results`` (in rank order), or None; and its
+    hazards: pairs of characters that a merge joins and the pattern may cut between ("▁" written as the space
+    that stands for it), so that a text holding one is encoded with the generic cut."""
+    made = dict.fromkeys(results)
+    sep = _absent_separator("".join(made))
+    if sep is None:
+        return "every separator character is in some merge", ()
+    joined = sep.join(made)
+    table = {ord(c): _known_cut_class(c) for c in set(joined)}
+    table[ord(sep)] = "|"
+    classes = joined.translate(table)
+    found = _KNOWN_CUT_REFUSED.search(classes)
+    if found is not None:
+        at = joined.rfind(sep, 0, found.start()) + 1
+        end = joined.find(sep, found.start())
+        return f"a merge makes {joined[at : end if end >= 0 else None]!r}", ()
+    runs = [not r.strip(METASPACE) for r in results]
+    first = runs.index(True) if True in runs else len(runs)
+    if not all(runs[first:]):
+        return "a merge that makes a run of \u2581 ranks before other merges", ()
+    if any(
+        c in t for t in added for c in ("'", APOSTROPHE_STAND_IN, _byte_chars()[ord(APOSTROPHE_STAND_IN)])
+    ):
+        return "an added token holds an apostrophe", ()
+    hazards = dict.fromkeys(joined[m.start() : m.start() + 2] for m in _KNOWN_CUT_MAY_CUT.finditer(classes))
+    if len(hazards) > _KNOWN_CUT_MAX_HAZARDS:
+        return f"merges join {len(hazards)} pairs of characters it may cut between", ()
+    ascii_pair = next((h for h in hazards if h.isascii()), None)
+    if ascii_pair is not None:  # most texts would hold it: the generic cut for nearly all
+        return f"a merge joins {ascii_pair!r}, which it may cut between", ()
+    return None, tuple(h.replace(METASPACE, " ") for h in hazards)
 
 
 def _char_class(c: str) -> str:
@@ -116,6 +206,13 @@ class Rewrite:
     partials: tuple[tuple[int, ...], ...] = ()
     spaces: bool = False
     classes: bool = False  # the pieces are cut where the character class changes too (:func:`word_pattern`)
+    #: the same cut by :data:`KNOWN_CUT`, "'" and :data:`APOSTROPHE_STAND_IN` swapped, where that is exact
+    known_cut: str | None = None
+    known_cut_refusal: str = ""  # why there is none
+    #: (id, length) of every token that is a run of "▁", whose tokens the known cut puts right afterwards
+    runs: tuple[tuple[int, int], ...] = ()
+    #: texts holding one of these take the generic cut (:func:`_known_cut_refusal`)
+    hazards: tuple[str, ...] = ()
 
 
 def metaspace_as_spaces(texts: list[str]) -> list[str]:
@@ -275,6 +372,7 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
             char_merges[(prefix, chars[raw[k]])] = None
             prefix = joined
     classes = merges_keep_classes(made)
+    sides_made = sides
     sides = byte_level_all(sides, spaces)
     rewritten: dict[str, Any] = dict(spec)
     if spaces:
@@ -302,4 +400,53 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
     rewritten["decoder"] = None
     rewritten["truncation"] = None
     rewritten["padding"] = None
-    return Rewrite(orjson.dumps(rewritten).decode(), first_extra, tuple(partials), spaces, classes)
+    text = orjson.dumps(rewritten).decode()
+    if not spaces:
+        return Rewrite(
+            text, first_extra, tuple(partials), spaces, classes, None, "spaces do not stand for \u2581"
+        )
+    refusal, hazards = _known_cut_refusal(list(map(str.__add__, sides_made[::2], sides_made[1::2])), added)
+    if refusal is not None:
+        return Rewrite(text, first_extra, tuple(partials), spaces, classes, None, refusal)
+    runs = tuple((i, len(t)) for t, i in vocab.items() if t and not t.strip(METASPACE))
+    known = _known_cut_json(rewritten)
+    return Rewrite(text, first_extra, tuple(partials), spaces, classes, known, "", runs, hazards)
+
+
+def _known_cut_json(rewritten: dict[str, Any]) -> str:
+    """``rewritten`` cut by :data:`KNOWN_CUT`, with "'" and :data:`APOSTROPHE_STAND_IN` swapped in its
+    vocabulary and merges (their byte-level characters: "'" is itself, the stand-in is not)."""
+    quote, stand_in = "'", _byte_chars()[ord(APOSTROPHE_STAND_IN)]
+    model = rewritten["model"]
+    keys = list(model["vocab"])
+    sides = [side for merge in model["merges"] for side in merge]
+    # joined by a character none of them has, swapped by three replacements through another such character (C
+    # passes; a translate table is a dict lookup a character: 0.03 s more GIL time while prepare starts)
+    every = "".join(keys) + "".join(sides) + quote + stand_in
+    sep = _absent_separator(every)
+    spare = _absent_separator(every + sep) if sep is not None else None
+    if sep is None or spare is None:  # one call each
+        swap = {ord(quote): stand_in, ord(stand_in): quote}
+        keys = [k.translate(swap) for k in keys]
+        sides = [x.translate(swap) for x in sides]
+    else:
+        keys, sides = (
+            sep.join(strings)
+            .replace(quote, spare)
+            .replace(stand_in, quote)
+            .replace(spare, stand_in)
+            .split(sep)
+            if strings
+            else []
+            for strings in (keys, sides)
+        )
+    pre = rewritten["pre_tokenizer"]
+    split = dict(pre["pretokenizers"][0], pattern={"Regex": KNOWN_CUT})
+    cut = dict(
+        rewritten,
+        pre_tokenizer=dict(pre, pretokenizers=[split, *pre["pretokenizers"][1:]]),
+        model=dict(
+            model, vocab=dict(zip(keys, model["vocab"].values())), merges=list(zip(sides[::2], sides[1::2]))
+        ),
+    )
+    return orjson.dumps(cut).decode()
