@@ -5,8 +5,8 @@ the reference ids.
 Measured on the stdlib corpus, 2 cores under load (docs/benchmarks.md): 15-30x `tokenizers`' ``encode_batch_fast``
 on tiktoken-converted and DeepSeek tokenizer.json files, 5-7x tiktoken on tiktoken ranks, about 3x on a
 SentencePiece-style BPE trained with `tokenizers` as the file is and 3-4x more on its byte-level rewrite
-(:class:`ByteLevelRewriteEngine`; another 20% where the rewrite may cut words by character class, as for
-Mistral v1). ``encode_batch_flat`` returns one uint32 buffer plus offsets, another 2x on the
+(:class:`ByteLevelRewriteEngine`; another 20% where the rewrite may cut words by character class, and 3x more
+where it may be cut by a pattern fastokens' scanner knows: both for Mistral v1). ``encode_batch_flat`` returns one uint32 buffer plus offsets, another 2x on the
 pipeline and prepare paths, which never build a Python int per token. It refuses at load what it does not
 implement (NFKC and BERT normalizers, for instance), which is how Unigram and WordPiece tokenizers reach the
 fallback.
