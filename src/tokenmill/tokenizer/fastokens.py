@@ -110,8 +110,8 @@ class ByteLevelRewriteEngine(Engine):
 
     With ``known_cut`` the engine runs :attr:`Rewrite.known_cut`, cut by a pattern fastokens' scanner knows: "'"
     becomes :data:`APOSTROPHE_STAND_IN` in the text, and each run of "▁" gets the tokens of the run alone, in
-    numpy (:meth:`_runs_joined`). A text holding the stand-in or a hazard takes the generic cut, built when one
-    first comes."""
+    numpy (:meth:`_runs_joined`). A text holding a hazard (:attr:`Rewrite.hazards`), or the stand-in itself
+    before a contraction (the swap makes it "'" there), takes the generic cut, built when one first comes."""
 
     name = "fastokens"
     native = True
