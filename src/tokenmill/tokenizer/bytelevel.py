@@ -38,8 +38,9 @@ speed either way). The rewrite keeps every id and adds only the ids of partial c
   what "▁" are left: so each run's tokens are those of the run alone, ``BPE("▁"*c)`` for the c "▁" its tokens
   hold, and :class:`tokenmill.tokenizer.fastokens.ByteLevelRewriteEngine` puts them there after fastokens has
   run. The pattern's contractions (``'s``, ``'t``...) cut inside words, so the rewrite swaps "'" and
-  :data:`APOSTROPHE_STAND_IN` (both punctuation to the pattern) in its vocabulary and in the text; a text that
-  holds the stand-in itself is encoded with the generic cut.
+  :data:`APOSTROPHE_STAND_IN` (both punctuation to the pattern) in its vocabulary and in the text; a text where
+  the stand-in itself comes before a contraction, or that holds one of the few non-ASCII pairs a merge joins and
+  the pattern may cut between (:attr:`Rewrite.hazards`), is encoded with the generic cut.
 
 Anything else (dropout, a pre-tokenizer, subword prefixes, a missing ``<0xXX>`` token, an added token that a
 merge makes) and the rewrite is not made. Its ids are still checked against `tokenizers` on the probe set and the

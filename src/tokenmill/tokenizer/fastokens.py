@@ -200,7 +200,7 @@ class ByteLevelRewriteEngine(Engine):
         is exact). The pattern gives a run but its last "▁" a piece of its own and the last "▁" to the word after
         it; where the word does not take it, it is a single "▁" token at the end of the run's tokens, the only
         place they can differ: so only runs of "▁" tokens that end in the single "▁" are put again. Only those
-        places are looked at, so that the whole batch is copied once (0.55 -> 0.1 s a 100 MB corpus)."""
+        places are looked at, and the batch is copied once (0.55 -> 0.15 s for a 100 MB corpus)."""
         ends = np.flatnonzero(ids == self._space)
         if not ends.size:
             return ids, offsets
