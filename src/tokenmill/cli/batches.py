@@ -199,10 +199,9 @@ def _tokenizer_for(source: Any, k: int) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    # caches alone convert nothing from pandas (a recipe may read a dataset)
     if not args.recipe and not args.config:
-        import_arrow_without_pandas(
-            args
-        )  # caches alone convert nothing from pandas (a recipe may read a dataset)
+        import_arrow_without_pandas(args)
     from tokenmill.loader import Batches, load_state, save_state
 
     if (args.seq_len is not None and args.seq_len < 1) or args.batch_size < 1:

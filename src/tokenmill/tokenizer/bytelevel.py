@@ -115,11 +115,12 @@ _KNOWN_CUT_MAY_CUT = re.compile(r"(?=(W[ORN?]|O[WN?]|S[N?]|R[WON?]|[N?][WORN?]))
 _KNOWN_CUT_MAX_HAZARDS = 32
 
 
-def _known_cut_refusal(results: list[str], added: set[str]) -> tuple[str | None, tuple[str, ...]]:
-    """Why the known cut would not be exact for merges with these ``results`` (in rank order), or None; and its
-    hazards: pairs of characters that a merge joins and the pattern may cut between ("▁" written as the space
-    that stands for it), so that a text holding one is encoded with the generic cut."""
-    made = dict.fromkeys(results)
+def _known_cut_refusal(
+    results: list[str], made: dict[str, None], added: set[str]
+) -> tuple[str | None, tuple[str, ...]]:
+    """Why the known cut would not be exact for merges with these ``results`` (in rank order; ``made`` the same
+    without repeats), or None; and its hazards: pairs of characters that a merge joins and the pattern may cut
+    between ("▁" written as the space that stands for it), so that a text holding one takes the generic cut."""
     sep = _absent_separator("".join(made))
     if sep is None:
         return "every separator character is in some merge", ()
@@ -321,7 +322,8 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
         return "has a malformed merge"
     if not byte_tokens.isdisjoint(sides):
         return "merges a <0xXX> token"
-    made = dict.fromkeys(map(str.__add__, sides[::2], sides[1::2]))
+    results = list(map(str.__add__, sides[::2], sides[1::2]))
+    made = dict.fromkeys(results)
     crossing = _crossing(made)
     if crossing is not None:
         return f"merges across a word start ({crossing!r})"
@@ -373,7 +375,6 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
             char_merges[(prefix, chars[raw[k]])] = None
             prefix = joined
     classes = merges_keep_classes(made)
-    sides_made = sides
     sides = byte_level_all(sides, spaces)
     rewritten: dict[str, Any] = dict(spec)
     if spaces:
@@ -406,7 +407,7 @@ def sentencepiece_rewrite(tokenizer_json: str) -> Rewrite | str:
         return Rewrite(
             text, first_extra, tuple(partials), spaces, classes, None, "spaces do not stand for \u2581"
         )
-    refusal, hazards = _known_cut_refusal(list(map(str.__add__, sides_made[::2], sides_made[1::2])), added)
+    refusal, hazards = _known_cut_refusal(results, made, added)
     if refusal is not None:
         return Rewrite(text, first_extra, tuple(partials), spaces, classes, None, refusal)
     runs = tuple((i, len(t)) for t, i in vocab.items() if t and not t.strip(METASPACE))

@@ -6,8 +6,8 @@ Measured on the stdlib corpus, 2 cores under load (docs/benchmarks.md): 15-30x `
 on tiktoken-converted and DeepSeek tokenizer.json files, 5-7x tiktoken on tiktoken ranks, about 3x on a
 SentencePiece-style BPE trained with `tokenizers` as the file is and 3-4x more on its byte-level rewrite
 (:class:`ByteLevelRewriteEngine`; another 20% where the rewrite may cut words by character class, and 3x more
-where it may be cut by a pattern fastokens' scanner knows: both for Mistral v1). ``encode_batch_flat`` returns one uint32 buffer plus offsets, another 2x on the
-pipeline and prepare paths, which never build a Python int per token. It refuses at load what it does not
+where it may be cut by a pattern fastokens' scanner knows: both for Mistral v1). ``encode_batch_flat`` returns
+one uint32 buffer plus offsets, another 2x on the pipeline and prepare paths, which never build a Python int per token. It refuses at load what it does not
 implement (NFKC and BERT normalizers, for instance), which is how Unigram and WordPiece tokenizers reach the
 fallback.
 """
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tokenmill.errors import TokenizerError
+from tokenmill.sampling.ragged import ragged_arange
 from tokenmill.tokenizer.base import gc_paused, scrub_surrogates
 from tokenmill.tokenizer.bytelevel import (
     APOSTROPHE_STAND_IN,
@@ -165,6 +166,10 @@ class ByteLevelRewriteEngine(Engine):
         odd.update(i for i, t in enumerate(texts) if APOSTROPHE_STAND_IN in t and _CONTRACTION.search(t))
         if odd:
             return self._with_generic(texts, sorted(odd))
+        return self._known_cut_plain(texts)
+
+    def _known_cut_plain(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Texts that need no generic cut, by the known cut: "'" swapped, runs put back."""
         ids, offsets = self.rewritten.encode_flat(
             [
                 t.translate(_SWAP) if APOSTROPHE_STAND_IN in t else t.replace("'", APOSTROPHE_STAND_IN)
@@ -176,15 +181,14 @@ class ByteLevelRewriteEngine(Engine):
     def _with_generic(self, texts: list[str], odd: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """The texts at ``odd`` by the generic cut, the others by the known cut, back in their order."""
         plain = sorted(set(range(len(texts))) - set(odd))
-        a_ids, a_offsets = self._known_cut_flat([texts[i] for i in plain])
+        a_ids, a_offsets = self._known_cut_plain([texts[i] for i in plain])
         b_ids, b_offsets = self._generic_engine().encode_flat([texts[i] for i in odd])
         order = np.argsort(np.array(plain + odd, dtype=np.int64), kind="stable")
         starts = np.concatenate((a_offsets[:-1], b_offsets[:-1] + len(a_ids)))[order]
         lengths = np.concatenate((np.diff(a_offsets), np.diff(b_offsets)))[order]
         offsets = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        take = np.repeat(starts - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
-        return np.concatenate((a_ids, b_ids))[take], offsets
+        return np.concatenate((a_ids, b_ids))[ragged_arange(starts, lengths)], offsets
 
     def _generic_engine(self) -> FastokensEngine:
         with self._lock:
@@ -241,7 +245,7 @@ class ByteLevelRewriteEngine(Engine):
         if not change.any():
             return ids, offsets
         new_len, which = new_len[change], which[change]
-        put = table[which[np.repeat(np.arange(len(which)), new_len)], _within(new_len)]
+        put = table[which[np.repeat(np.arange(len(which)), new_len)], ragged_arange(0, new_len)]
         return _splice(ids, offsets, starts[change], old_len[change], doc[change], new_len, put)
 
     def _run_tokens_of(self, count: int) -> np.ndarray:
@@ -256,7 +260,7 @@ class ByteLevelRewriteEngine(Engine):
         at = np.flatnonzero(ids >= self.first_extra)
         which = ids[at].astype(np.int64) - self.first_extra
         n = self._partial_len[which]
-        put = self._partial_ids[np.repeat(self._partial_start[which], n) + _within(n)]
+        put = self._partial_ids[ragged_arange(self._partial_start[which], n)]
         doc = np.searchsorted(offsets, at, side="right") - 1
         return _splice(ids, offsets, at, np.ones(len(at), dtype=np.int64), doc, n, put)
 
@@ -264,11 +268,6 @@ class ByteLevelRewriteEngine(Engine):
 _SWAP = {ord("'"): APOSTROPHE_STAND_IN, ord(APOSTROPHE_STAND_IN): "'"}
 #: the stand-in where the swap makes it "'" before a contraction that the pattern would cut off
 _CONTRACTION = re.compile(f"{APOSTROPHE_STAND_IN}(?:[sS\u017fdDmMtT]|[lL][lL]|[rRvV][eE])")  # ſ folds to s
-
-
-def _within(lengths: np.ndarray) -> np.ndarray:
-    """0, 1, ..., n - 1 for each n in ``lengths``, one after the other."""
-    return np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
 
 
 def _splice(
@@ -284,7 +283,7 @@ def _splice(
     by the next ``new_len[k]`` of ``put``, and the offsets that go with it. The batch is copied once or twice,
     the rest is over the places alone."""
     drop = np.zeros(len(ids), dtype=bool)
-    drop[np.repeat(starts, old_len) + _within(old_len)] = True
+    drop[ragged_arange(starts, old_len)] = True
     kept = ids[~drop]
     at = starts - (np.cumsum(old_len) - old_len)  # where each place starts among the kept tokens
     out = np.insert(kept, np.repeat(at, new_len), put)
